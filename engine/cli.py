@@ -1,0 +1,95 @@
+"""``python -m engine``: compose a run from conf/, validate it, dispatch ``task.name``.
+
+``--help`` is answered from the conf/ folder alone (no Hydra, no heavy imports) so it is instant;
+``--hydra-help``, ``--cfg job`` and every other Hydra flag go to Hydra unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+_HIDDEN_GROUPS = {"hydra", "schema"}
+
+
+def _groups(conf: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted(conf.rglob("*.yaml")):
+        rel = path.relative_to(conf)
+        if len(rel.parts) < 2:
+            continue
+        group = "/".join(rel.parts[:-1])
+        found.setdefault(group, []).append(path.stem)
+    return found
+
+
+def help_text(conf: Path = CONF_DIR) -> str:
+    groups = _groups(conf)
+    width = max((len(g) for g in groups), default=10) + 2
+    lines = [
+        "engine: config-driven ML trading for BTC/USD on MetaTrader 5",
+        "",
+        "usage: python -m engine [group=option ...] [key=value ...] [+experiment=NAME] [--multirun]",
+        "",
+        "Config groups (pick one option each; defaults in conf/config.yaml):",
+    ]
+    for group, options in groups.items():
+        if group.split("/")[0] in _HIDDEN_GROUPS and group != "hydra/launcher":
+            continue
+        lines.append(f"  {group:<{width}}{', '.join(options)}")
+    lines += [
+        "",
+        "Examples:",
+        "  python -m engine task=prepare                   # bundled sample -> data/raw (Parquet)",
+        "  python -m engine +experiment=lstm_5m            # a bundled experiment, end to end",
+        "  python -m engine --multirun model=xgboost,random_forest",
+        "  python -m engine --cfg job                      # print the composed config and exit",
+        "",
+        "Hydra's own flags: --hydra-help. Runs are tracked in MLflow: mlflow ui --backend-store-uri "
+        "sqlite:///mlflow.db",
+    ]
+    return "\n".join(lines)
+
+
+def _app() -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    from engine.config import register_configs, register_resolvers
+
+    register_configs()
+    register_resolvers()
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def task_main(cfg: DictConfig) -> float | None:
+        from engine.config.validate import validate
+        from engine.errors import ConfigError, EngineError
+
+        try:
+            validate(cfg)
+        except ConfigError as exc:
+            print(f"engine: invalid config: {exc}", file=sys.stderr)
+            sys.exit(2)
+        task = importlib.import_module(f"engine.tasks.{cfg.task.name}")
+        try:
+            metrics = task.run(cfg)
+        except EngineError as exc:
+            # Known failures get one line that names the problem and the fix, not a traceback.
+            from engine.tracking.redact import redact_text
+
+            print(f"engine: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
+            sys.exit(1)
+        objective = cfg.task.get("objective")
+        return None if objective is None or metrics is None else metrics.get(objective)
+
+    task_main()
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        print(help_text())
+        return
+    _app()

@@ -1,0 +1,1 @@
+"""Stores for bars and ticks: Parquet files (embedded default) and TimescaleDB/PostgreSQL."""

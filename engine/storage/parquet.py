@@ -1,0 +1,143 @@
+"""The embedded store: Parquet files under ``data/`` (DVC-tracked), one file per symbol, timeframe and month.
+
+Layout: ``<root>/ohlcv/<SYMBOL>/<TF>/<YYYY-MM>.parquet`` and ``<root>/ticks/<SYMBOL>/<YYYY-MM-DD>.parquet``.
+Monthly files keep rewrites small when new bars arrive and give DVC stable, diffable chunks. Every
+file is written to a temporary name and renamed into place, so a crash mid-write never corrupts a
+month that was already stored.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from engine import timeframes
+from engine.data.frames import BAR_COLUMNS, conform_bars, conform_ticks, to_utc
+from engine.errors import StorageError
+
+_COMPRESSION = "zstd"
+
+
+def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, compression=_COMPRESSION, index=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise StorageError(f"cannot read {path}: {exc}. Restore it with `dvc checkout {path}` or delete it "
+                           "and re-run the task that wrote it.") from exc
+
+
+class ParquetStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"parquet:{self.root}"
+
+    def __enter__(self) -> ParquetStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release; present so every store is used the same way."""
+
+    def _bar_dir(self, symbol: str, timeframe: str) -> Path:
+        return self.root / "ohlcv" / symbol / timeframes.parse(timeframe).mt5
+
+    def write_bars(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> int:
+        bars = conform_bars(bars)
+        if bars.empty:
+            return 0
+        new_rows = 0
+        months = bars.index.tz_convert(None).to_period("M")
+        for month, chunk in bars.groupby(months, sort=True):
+            path = self._bar_dir(symbol, timeframe) / f"{month}.parquet"
+            if path.exists():
+                old = _read(path)
+                new_rows += int((~chunk.index.isin(old.index)).sum())
+                # A re-sent bar replaces the stored one: the broker may correct a bar after the fact.
+                merged = pd.concat([old.loc[~old.index.isin(chunk.index)], chunk]).sort_index()
+            else:
+                new_rows += len(chunk)
+                merged = chunk
+            _atomic_write(merged, path)
+        return new_rows
+
+    def read_bars(self, symbol: str, timeframe: str, start: pd.Timestamp | str | None = None,
+                  end: pd.Timestamp | str | None = None) -> pd.DataFrame:
+        folder = self._bar_dir(symbol, timeframe)
+        files = sorted(folder.glob("*.parquet"))
+        lo = to_utc(start) if start is not None else None
+        hi = to_utc(end) if end is not None else None
+        keep = []
+        for path in files:
+            month = pd.Period(path.stem, freq="M")
+            if lo is not None and month.end_time.tz_localize("UTC") < lo:
+                continue
+            if hi is not None and month.start_time.tz_localize("UTC") >= hi:
+                continue
+            keep.append(_read(path))
+        if not keep:
+            empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS},
+                                 index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
+            return empty
+        bars = pd.concat(keep).sort_index()
+        if lo is not None:
+            bars = bars.loc[bars.index >= lo]
+        if hi is not None:
+            bars = bars.loc[bars.index < hi]
+        return conform_bars(bars)
+
+    def latest_bar_time(self, symbol: str, timeframe: str) -> pd.Timestamp | None:
+        files = sorted(self._bar_dir(symbol, timeframe).glob("*.parquet"))
+        if not files:
+            return None
+        last = _read(files[-1])
+        return None if last.empty else last.index.max()
+
+    def write_ticks(self, ticks: pd.DataFrame, symbol: str) -> int:
+        ticks = conform_ticks(ticks)
+        if ticks.empty:
+            return 0
+        new_rows = 0
+        days = ticks.index.tz_convert(None).normalize()
+        for day, chunk in ticks.groupby(days, sort=True):
+            path = self.root / "ticks" / symbol / f"{day:%Y-%m-%d}.parquet"
+            old = _read(path) if path.exists() else chunk.iloc[:0]
+            merged = pd.concat([old, chunk])
+            key = merged.reset_index()
+            dup = key.duplicated(keep="first").to_numpy()
+            merged = merged.loc[~dup].sort_index(kind="stable")
+            new_rows += len(merged) - len(old)
+            _atomic_write(merged, path)
+        return new_rows
+
+    def read_ticks(self, symbol: str, start: pd.Timestamp | str | None = None,
+                   end: pd.Timestamp | str | None = None) -> pd.DataFrame:
+        files = sorted((self.root / "ticks" / symbol).glob("*.parquet"))
+        frames = [_read(p) for p in files]
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in ("bid", "ask", "volume")},
+                                index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
+        ticks = pd.concat(frames).sort_index(kind="stable")
+        if start is not None:
+            ticks = ticks.loc[ticks.index >= to_utc(start)]
+        if end is not None:
+            ticks = ticks.loc[ticks.index < to_utc(end)]
+        return conform_ticks(ticks)

@@ -1,0 +1,103 @@
+"""What every task does around its work: build components, open the MLflow run, load bars."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from engine.config import PROJECT_ROOT
+from engine.config.build import build
+from engine.sources.base import BarSource
+from engine.storage.base import Store
+from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
+from engine.tracking.redact import install_log_redaction
+
+log = logging.getLogger("engine")
+
+
+def _leaf(node: DictConfig | ListConfig, key: Any) -> Any:
+    if OmegaConf.is_interpolation(node, key):
+        raw = node._get_node(key)._value()
+        if "secret:" in str(raw):
+            return raw  # the reference, never the value
+        try:
+            value = node[key]
+        except Exception:  # an unresolvable interpolation is logged as written
+            return raw
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    return node[key]
+
+
+def flatten(cfg: DictConfig | ListConfig, prefix: str = "") -> dict[str, Any]:
+    """``{"risk.max_drawdown": 0.2, ...}`` with secrets left as ``${secret:name}`` references."""
+    out: dict[str, Any] = {}
+    keys = cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg))
+    for key in keys:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig | ListConfig) and not child._is_none() and not child._is_interpolation():
+            if isinstance(child, ListConfig) and all(not isinstance(c, DictConfig | ListConfig) for c in child):
+                out[path] = json.dumps([_leaf(child, i) for i in range(len(child))], default=str)
+            else:
+                out.update(flatten(child, path))
+        else:
+            out[path] = _leaf(cfg, key)
+    return out
+
+
+def run_name(cfg: DictConfig) -> str:
+    if cfg.tracking.get("run_name"):
+        return str(cfg.tracking.run_name)
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not inside a Hydra app (compose API in tests)
+        overrides = []
+    return ",".join(overrides) if overrides else str(cfg.task.name)
+
+
+def _hydra_tags() -> dict[str, str]:
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return {}
+    tags = {"hydra_output_dir": str(hc.runtime.output_dir)}
+    if str(hc.mode) == "RunMode.MULTIRUN":
+        tags |= {"sweep_dir": str(hc.sweep.dir), "sweep_job": str(hc.job.num)}
+    return tags
+
+
+@contextmanager
+def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[Run]:
+    """The MLflow run of this job; params are the flattened config, the config YAML an artifact."""
+    install_log_redaction()
+    settings = TrackingSettings(
+        enabled=bool(cfg.tracking.enabled), uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment),
+        artifact_root=cfg.tracking.artifact_root, run_name=run_name(cfg),
+    )
+    all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **(tags or {})}
+    yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
+    with start_run(settings, params=flatten(cfg), tags=all_tags, config_yaml=yaml) as run:
+        yield run
+
+
+def build_source(cfg: DictConfig) -> BarSource:
+    return build(cfg.source, BarSource, key="source")
+
+
+def build_store(cfg: DictConfig) -> Store:
+    return build(cfg.storage, Store, key="storage")
+
+
+def load_bars(cfg: DictConfig) -> tuple[pd.DataFrame, BarSource]:
+    source = build_source(cfg)
+    bars = source.load_bars(str(cfg.symbol), str(cfg.timeframe))
+    if cfg.smoke and len(bars) > 20_000:
+        bars = bars.iloc[-20_000:]
+    return bars, source

@@ -1,0 +1,1 @@
+"""Experiment tracking (MLflow), data/model versioning (DVC) and redaction of secrets."""

@@ -1,0 +1,172 @@
+"""One MLflow run per engine job.
+
+Kept free of Hydra: the task layer hands over plain params, tags and the composed config's YAML.
+The run is also made the fluent "active run" so library integrations (Lightning's MLFlowLogger,
+``mlflow.<flavor>.log_model``) write into the same run. Everything logged goes through redaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.tracking.redact import redact_mapping, redact_text
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAM_LEN = 6000  # MLflow 3 limit on a param value; longer values are cut with a marker
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    enabled: bool
+    uri: str
+    experiment: str
+    artifact_root: str | None = None
+    run_name: str | None = None
+
+
+class Run:
+    """Logging surface of one run; a disabled run accepts every call and records nothing."""
+
+    def __init__(self, client: Any | None, run_id: str | None, tracking_uri: str | None) -> None:
+        self._client = client
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+
+    @property
+    def active(self) -> bool:
+        return self._client is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self._client:
+            return
+        from mlflow.entities import Param
+
+        clean = redact_mapping(params)
+        items = [Param(k, _param_text(v)) for k, v in sorted(clean.items())]
+        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self._client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self._client:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for i in range(0, len(items), 1000):
+            self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not self._client:
+            return
+        for key, value in redact_mapping(tags).items():
+            self._client.set_tag(self.run_id, key, str(value))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self._client:
+            self._client.log_text(self.run_id, redact_text(text), artifact_file)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        self.log_text(json.dumps(data, indent=2, default=str, sort_keys=True), artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self._client:
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        if self._client:
+            self._client.log_figure(self.run_id, figure, artifact_file)
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _MAX_PARAM_LEN else text[: _MAX_PARAM_LEN - 12] + "...[truncated]"
+
+
+def git_commit(root: Path) -> str:
+    """HEAD's hash with ``-dirty`` when the work tree has changes; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _experiment_id(client: Any, settings: TrackingSettings) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(settings.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if settings.artifact_root:
+        location = Path(settings.artifact_root, settings.experiment).resolve().as_uri()
+    try:
+        return client.create_experiment(settings.experiment, artifact_location=location)
+    except MlflowException:
+        # Parallel multirun jobs race to create the experiment; the loser uses the winner's.
+        exp = client.get_experiment_by_name(settings.experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+@contextmanager
+def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Mapping[str, Any],
+              config_yaml: str | None = None) -> Iterator[Run]:
+    """Open a run, log params/tags/config, yield it, and close it FINISHED or FAILED."""
+    if not settings.enabled:
+        yield Run(None, None, None)
+        return
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.uri)
+    exp_id = _experiment_id(client, settings)
+    created = client.create_run(exp_id, run_name=settings.run_name)
+    run = Run(client, created.info.run_id, settings.uri)
+    log.info("MLflow run %s in experiment %r (%s)", run.run_id, settings.experiment, settings.uri)
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.uri)
+    status = "FAILED"
+    try:
+        run.set_tags(tags)
+        run.log_params(params)
+        if config_yaml is not None:
+            run.log_text(config_yaml, "config/config.yaml")
+        with mlflow.start_run(run_id=run.run_id):
+            yield run
+        status = "FINISHED"
+    except BaseException as exc:
+        run.set_tags({"error": redact_text(f"{type(exc).__name__}: {exc}")[:5000]})
+        raise
+    finally:
+        client.set_terminated(run.run_id, status)
+        mlflow.set_tracking_uri(previous_uri)
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """A content hash over files (used when a task's input is files rather than a frame)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
