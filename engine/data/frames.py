@@ -39,7 +39,7 @@ def conform_bars(df: pd.DataFrame, *, what: str = "bars") -> pd.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
         raise DataQualityError(f"{what} lack column(s) {missing}; expected {list(BAR_COLUMNS)}")
-    out = df.loc[:, list(BAR_COLUMNS)].astype("float64", copy=True)
+    out = df.loc[:, list(BAR_COLUMNS)].astype("float64")
     out.index = _utc_index(df.index, what)
     out.index.name = "timestamp"
     if not out.index.is_monotonic_increasing:
@@ -57,7 +57,7 @@ def conform_ticks(df: pd.DataFrame, *, what: str = "ticks") -> pd.DataFrame:
     if missing:
         raise DataQualityError(f"{what} lack column(s) {missing}; expected {list(TICK_COLUMNS)}")
     cols = list(TICK_COLUMNS) + (["last"] if "last" in df.columns else [])
-    out = df.loc[:, cols].astype("float64", copy=True)
+    out = df.loc[:, cols].astype("float64")
     out.index = _utc_index(df.index, what)
     out.index.name = "timestamp"
     if not out.index.is_monotonic_increasing:

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install engine into .venv (and, with --test, the test extras plus the PostgreSQL server binaries
+# the test harness starts). Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_test=0
+[[ "${1:-}" == "--test" ]] && with_test=1
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "engine needs Python >= 3.11"'
+
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: pip then takes the CPU build where one is provided locally, and a range that
+# 2.13.0 satisfies (pyproject) installs nothing more. Without it pip would fetch a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+if (( with_test )); then
+  .venv/bin/python -m pip install -q -e '.[test]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+
+if (( with_test )); then
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+    if command -v apt-get >/dev/null; then
+      sudo=""; (( EUID == 0 )) || sudo="sudo"
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    else
+      echo "PostgreSQL server binaries (initdb, pg_ctl) not found. On macOS: brew install postgresql@15" >&2
+      exit 1
+    fi
+  fi
+fi
+echo "engine installed in .venv"

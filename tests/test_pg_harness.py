@@ -1,0 +1,19 @@
+import psycopg2
+
+from tests.pgcluster import PgServer
+
+
+def test_cluster_requires_password_and_speaks_ssl(pg: PgServer) -> None:
+    conn = psycopg2.connect(**pg.kwargs(), sslmode="require")
+    with conn.cursor() as cur:
+        cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert cur.fetchone()[0] is True
+        cur.execute("SHOW server_version_num")
+        assert int(cur.fetchone()[0]) >= 150000
+    conn.close()
+    try:
+        psycopg2.connect(**{**pg.kwargs(), "password": "wrong"}, sslmode="require", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        assert "password authentication failed" in str(exc)
+    else:
+        raise AssertionError("a wrong password was accepted")
