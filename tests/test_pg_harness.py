@@ -1,4 +1,5 @@
 import psycopg2
+import pytest
 
 from tests.pgcluster import PgServer
 
@@ -11,9 +12,5 @@ def test_cluster_requires_password_and_speaks_ssl(pg: PgServer) -> None:
         cur.execute("SHOW server_version_num")
         assert int(cur.fetchone()[0]) >= 150000
     conn.close()
-    try:
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(**{**pg.kwargs(), "password": "wrong"}, sslmode="require", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        assert "password authentication failed" in str(exc)
-    else:
-        raise AssertionError("a wrong password was accepted")

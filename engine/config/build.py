@@ -16,7 +16,7 @@ T = TypeVar("T")
 def _targets(node: Any, path: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        for key in node:
             key = str(key)
             if OmegaConf.is_interpolation(node, key):
                 continue

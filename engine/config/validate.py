@@ -44,7 +44,7 @@ def _check_field(path: str, value: Any, meta: dict[str, Any]) -> None:
 def _walk(node: DictConfig, path: str) -> None:
     schema = OmegaConf.get_type(node)
     fields = {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else {}
-    for key in node.keys():
+    for key in node:
         key = str(key)
         child_path = f"{path}.{key}" if path else key
         meta = dict(fields[key].metadata) if key in fields else {}
