@@ -1,0 +1,59 @@
+"""Forward-return labels. They look ahead by design, so they are made apart from features and never
+joined into a feature matrix: the caller aligns them by index and drops the last ``horizon`` rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import ConfigError
+
+KINDS = ("binary", "ternary")
+
+
+def forward_return_labels(close: pd.Series, horizon: int, kind: str = "binary", dead_band: float = 0.0
+                          ) -> pd.Series:
+    """Class of the return from close[t] to close[t+horizon].
+
+    binary: 1 if the return > dead_band else 0. ternary: 0 (down, < -dead_band), 1 (flat), 2 (up,
+    > dead_band). The last ``horizon`` rows, and rows whose close or future close is NaN, are NaN.
+    """
+    LabelSpec(horizon=horizon, kind=kind, dead_band=dead_band)  # validates the arguments
+    values = close.to_numpy(dtype=np.float64)
+    size = len(values)
+    fwd = np.full(size, np.nan)
+    if size > horizon:
+        fwd[:-horizon] = values[horizon:] / values[:-horizon] - 1.0
+    if kind == "binary":
+        label = (fwd > dead_band).astype(np.float64)
+    else:
+        label = np.where(fwd > dead_band, 2.0, np.where(fwd < -dead_band, 0.0, 1.0))
+    label[np.isnan(fwd)] = np.nan
+    return pd.Series(label, index=close.index, name=f"label_{kind}_h{horizon}")
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What to predict: the class of the forward return over ``horizon`` bars."""
+
+    horizon: int = 5
+    kind: str = "binary"
+    dead_band: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int | np.integer) or self.horizon < 1:
+            raise ConfigError("labels.horizon", f"must be an integer >= 1, got {self.horizon!r}")
+        if self.kind not in KINDS:
+            raise ConfigError("labels.kind", f"{self.kind!r} is not one of {', '.join(KINDS)}")
+        if not (self.dead_band >= 0.0):
+            raise ConfigError("labels.dead_band", f"must be >= 0, got {self.dead_band!r}")
+
+    @property
+    def n_classes(self) -> int:
+        return 2 if self.kind == "binary" else 3
+
+    def make(self, close: pd.Series) -> pd.Series:
+        """Labels for every row of ``close`` (NaN where the horizon runs past the data)."""
+        return forward_return_labels(close, self.horizon, self.kind, self.dead_band)
