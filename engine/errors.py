@@ -49,3 +49,60 @@ class StorageError(OperationalError):
 
 class SecretError(EngineError):
     """A secret could not be read or written. Messages never carry key, plaintext or ciphertext."""
+
+
+# -- MT5 over REST (engine.connectors, engine.bridge) ----------------------------------------------
+class NetworkError(RetryableError):
+    """The server could not be reached or dropped the connection; the request may or may not have run."""
+
+
+class RequestTimeoutError(RetryableError):
+    """No answer within the configured connect/read timeout."""
+
+
+class ServerError(RetryableError):
+    """The server answered 5xx or 429; ``retry_after`` (seconds) is set when it asked for a pause."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class AuthError(OperationalError):
+    """The server refused the credentials (HTTP 401/403): fix the API key, retrying will not help."""
+
+
+class BadResponseError(OperationalError):
+    """The server answered something that breaks the REST contract (HTML page, malformed JSON, missing
+    fields): usually a wrong base_url, a proxy in the way or an incompatible bridge version."""
+
+
+class InvalidRequestError(RejectedError, ValueError):
+    """A request was refused as invalid (unknown symbol, bad timeframe, start after end, too many bars)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class OrderRejectedError(RejectedError):
+    """The broker refused an order; ``retcode`` is MT5's trade return code, ``result`` the full answer."""
+
+    def __init__(self, message: str, *, retcode: int, result: dict | None = None) -> None:
+        self.retcode = retcode
+        self.result = result or {}
+        super().__init__(message)
+
+
+class RequoteError(RetryableError):
+    """The price moved (MT5 10004/10020/10021/10024): re-price and send again with a fresh decision."""
+
+    def __init__(self, message: str, *, retcode: int, result: dict | None = None) -> None:
+        self.retcode = retcode
+        self.result = result or {}
+        super().__init__(message)
+
+
+class OrderStateUnknownError(OperationalError):
+    """An order's fate is unknown after every retry and reconciliation: check the terminal before trading on."""
