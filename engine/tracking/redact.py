@@ -1,44 +1,105 @@
-"""Keep secret values out of logs, MLflow params/artifacts and error text.
+"""Keep secret values out of logs, MLflow params/artifacts, error text and the console.
 
-Two nets: values the secret resolver has handed out are remembered (for this process only) and
-replaced wherever they appear, and values under secret-looking keys are masked regardless.
+Two nets: values the secret resolver (and ``SecureConfig.get``) have handed out are remembered, for
+this process only, and replaced wherever they appear, in the forms they take when written out
+(JSON- or repr-escaped, URL-quoted); and values under secret-looking keys are masked regardless.
+
+Where the masking applies:
+
+- :func:`redact_text` / :func:`redact_mapping`: called by ``engine.tracking.mlflow`` on params, tags,
+  text artifacts and the error tag, and by the CLI on the one-line error it prints;
+- :func:`install_log_redaction`: a filter on the root logger's handlers and a log-record factory, so
+  every record (message, arguments, traceback text) is masked whichever logger or handler emits it;
+- :func:`install_stream_redaction`: wraps ``sys.stdout``/``sys.stderr`` so prints, rich consoles and
+  uncaught tracebacks are masked too.
+
+Values shorter than 4 characters are not remembered: masking every ``1`` would be worse than useless.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
 import threading
-from collections.abc import Mapping
-from typing import Any
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 MASK = "***"
+MIN_LENGTH = 4
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api_?key|private_?key|credential|aes_?key)$", re.I)
 _REFERENCE = re.compile(r"^\$\{secret:[^}]*\}$")
 _known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
+def _variants(value: str) -> set[str]:
+    """The value as it appears once serialised: JSON files, reprs in tracebacks, URLs/DSNs."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value, safe=""),
+    }
+    return {f for f in forms if len(f) >= MIN_LENGTH}
+
+
 def remember(value: str) -> None:
-    """Register a secret value so that :func:`redact_text` masks it. Short values are refused as
-    masks because replacing every ``1`` in a log would be worse than useless."""
-    if isinstance(value, str) and len(value) >= 4:
-        with _lock:
-            _known.add(value)
+    """Register a secret value so that :func:`redact_text` masks it (and its escaped forms)."""
+    global _pattern
+    if not isinstance(value, str) or len(value) < MIN_LENGTH:
+        return
+    forms = _variants(value)
+    with _lock:
+        if not forms <= _known:
+            _known.update(forms)
+            _pattern = None
+
+
+def remember_all(value: Any) -> None:
+    """:func:`remember` every string and number inside ``value`` (a decrypted JSON value)."""
+    if isinstance(value, str):
+        remember(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        remember(str(value))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            remember_all(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            remember_all(item)
 
 
 def forget_all() -> None:
+    """Drop every remembered value (tests; a process that no longer holds any secret)."""
+    global _pattern
     with _lock:
         _known.clear()
+        _pattern = None
+
+
+def _compiled() -> re.Pattern[str] | None:
+    global _pattern
+    with _lock:
+        if not _known:
+            return None
+        if _pattern is None:
+            # Longest first, so a secret that contains another is masked whole.
+            _pattern = re.compile("|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True)))
+        return _pattern
 
 
 def redact_text(text: str) -> str:
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    """``text`` with every remembered secret replaced by ``***``."""
+    if not isinstance(text, str) or not _known:
+        return text
+    pattern = _compiled()
+    return text if pattern is None else pattern.sub(MASK, text)
 
 
 def is_secret_key(key: str) -> bool:
@@ -59,20 +120,89 @@ def redact_mapping(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _scrub_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # malformed %-args: leave them for the handler's own error report
+        return
+    record.msg = redact_text(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks remembered secrets in every record, message and arguments alike."""
+    """A logging filter that masks remembered secrets in every record: message, arguments, traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _known:
-            record.msg = redact_text(record.getMessage())
-            record.args = None
+            _scrub_record(record)
         return True
 
 
+def _redacting_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _known:
+            _scrub_record(record)
+        return record
+
+    factory._engine_redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Mask secrets in logging: a filter on ``logger`` (root by default) and its handlers, and a record
+    factory that covers loggers and handlers created later (MLflow's, Lightning's). Idempotent."""
     target = logger or logging.getLogger()
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
     if not any(isinstance(f, RedactingFilter) for f in target.filters):
         target.addFilter(RedactingFilter())
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "_engine_redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(current))
+
+
+class RedactingStream:
+    """A text stream proxy whose ``write`` masks remembered secrets; everything else is delegated.
+
+    A secret split across two ``write`` calls is not caught; ``print`` and loggers write whole lines.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    @property
+    def inner(self) -> TextIO:
+        return self._inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact_text(text) if _known else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def install_stream_redaction() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`RedactingStream` (idempotent)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+
+
+def protect_process() -> None:
+    """Every net at once: logging and the standard streams. Called when a secret is first resolved."""
+    install_log_redaction()
+    install_stream_redaction()
