@@ -41,7 +41,7 @@ def server_times_to_utc(values: Sequence[Any] | pd.Series, offset: pd.Timedelta,
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadResponseError(f"{what}: unreadable time values ({exc}); expected ISO 8601 or epoch seconds") \
             from None
-    return (naive - offset).tz_localize("UTC").as_unit("ns")
+    return (naive - offset).tz_localize("UTC").as_unit("us")
 
 
 def _numeric(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:

@@ -5,5 +5,7 @@ from tests.connectors.conftest import (  # noqa: F401 - fixtures re-exported for
     bridge,
     make_bridge,
     make_client,
+    make_simulator,
     sample_bars,
+    simulator,
 )

@@ -31,7 +31,7 @@ RATE_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low"
 TICK_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"), ("volume", "<u8"),
                        ("time_msc", "<i8"), ("flags", "<u4"), ("volume_real", "<f8")])
 
-OrderSendResult = namedtuple("OrderSendResult", list(c.RESULT_FIELDS) + ["retcode_external", "request"])
+OrderSendResult = namedtuple("OrderSendResult", [*list(c.RESULT_FIELDS), "retcode_external", "request"])
 
 
 def _nt(name: str, record: dict[str, Any]) -> Any:
@@ -69,6 +69,9 @@ def make_module(market: SimMarket, *, call_delay: float = 0.0) -> types.ModuleTy
             try:
                 if call_delay:
                     time.sleep(call_delay)
+                if fn.__name__ in state.get("broken", ()):  # the terminal's IPC link is down
+                    fail(-10004, "No IPC connection")
+                    return None
                 return fn(*args, **kwargs)
             finally:
                 with lock:

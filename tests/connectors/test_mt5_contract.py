@@ -3,6 +3,7 @@ same requests, same status codes, same response shapes (docs/mt5_rest_api.md).""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,7 +91,7 @@ def test_fetch_data_pos_shape(server: Any) -> None:
         assert bar["high"] >= max(bar["open"], bar["close"]) and bar["low"] <= min(bar["open"], bar["close"])
     times = [datetime.fromisoformat(b["time"]) for b in bars]
     assert all(t.tzinfo is None for t in times)  # server time, no zone
-    assert all((b - a).total_seconds() == 300 for a, b in zip(times, times[1:], strict=False))
+    assert all((b - a).total_seconds() == 300 for a, b in itertools.pairwise(times))
 
 
 @pytest.mark.parametrize(("params", "needle"), [
