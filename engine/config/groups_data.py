@@ -19,7 +19,7 @@ class CleanerConfig:
     max_ffill: int = bounded(3, ge=0)
     keep_duplicate: str = choice("last", ("first", "last"))
     drop_zero_volume: bool = False
-    zscore: float | None = bounded(100.0, gt=0.0)
+    zscore: float | None = bounded(500.0, gt=0.0)
     iqr_k: float | None = bounded(None, gt=0.0)
     contamination: float | None = bounded(None, gt=0.0, le=0.5)
     window: int = bounded(1440, ge=2)

@@ -70,7 +70,7 @@ class DataCleaner:
         max_ffill: int = 3,
         keep_duplicate: str = "last",
         drop_zero_volume: bool = False,
-        zscore: float | None = 100.0,
+        zscore: float | None = 500.0,
         iqr_k: float | None = None,
         contamination: float | None = None,
         window: int = 1440,
@@ -185,9 +185,12 @@ class DataCleaner:
         lp = pd.Series(logp)
         ref_n = self.ref_window if self.causal else 2 * (self.ref_window // 2) + 1
         ref = self._rolling(lp, ref_n, "median", 1).to_numpy()
-        ret = lp.diff()
+        # Robust scale (1.4826 x median |return| = sigma for normal returns): a standard deviation would
+        # be inflated by the very spike it is meant to expose.
+        abs_ret = lp.diff().abs()
         min_periods = max(2, min(self.window, 30))
-        scale = np.maximum(self._rolling(ret, self.window, "std", min_periods).to_numpy(), self.min_scale)
+        mad = self._rolling(abs_ret, self.window, "median", min_periods).to_numpy()
+        scale = np.maximum(1.4826 * mad, self.min_scale)
         dev = logp - ref
         extreme = np.maximum(np.abs(log_hi - ref), np.abs(log_lo - ref))
         keep = np.ones(len(df), dtype=bool)
@@ -209,7 +212,10 @@ class DataCleaner:
             self.report_.removed["iqr"] += int(flag.sum())
             keep &= ~flag
         if self.contamination is not None:
-            feats = np.column_stack([np.nan_to_num(dev), np.nan_to_num(log_hi - log_lo), *extra])
+            # Scale-free inputs, so a model fitted on a past window still fits the next block.
+            extras = [np.nan_to_num(e - self._rolling(pd.Series(e), self.window, "median", min_periods).to_numpy())
+                      for e in extra]
+            feats = np.column_stack([np.nan_to_num(dev / scale), np.nan_to_num((log_hi - log_lo) / scale), *extras])
             flag = keep & self._isolation_flags(feats)
             self.report_.removed["isolation_forest"] += int(flag.sum())
             keep &= ~flag

@@ -1,0 +1,47 @@
+"""Every option of cleaner/features/labels composes, validates and builds; bad values exit early."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config.build import build
+from engine.config.validate import validate
+from engine.data.cleaning import DataCleaner
+from engine.data.features import FeatureEngineering
+from engine.data.labels import LabelSpec
+from engine.errors import ConfigError
+
+OPTIONS = {"cleaner": ("default", "strict", "off"), "features": ("minimal", "standard", "full"),
+           "labels": ("binary", "ternary")}
+TYPES = {"cleaner": DataCleaner, "features": FeatureEngineering, "labels": LabelSpec}
+
+
+def test_defaults_select_data_groups(compose) -> None:
+    cfg = compose([])
+    assert cfg.features.timeframes == ["1min", "5min"] and cfg.labels.kind == "binary" and cfg.cleaner.causal
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in OPTIONS.items() for o in opts])
+def test_every_option_builds(compose, group: str, option: str) -> None:
+    cfg = compose([f"{group}={option}"])
+    validate(cfg)
+    obj = build(cfg[group], TYPES[group], key=group)
+    assert isinstance(obj, TYPES[group])
+
+
+@pytest.mark.parametrize("override", ["cleaner.zscore=-1", "cleaner.missing=zero", "features.rsi=[0]",
+                                      "features.timeframes=[5min,1min]", "features.macd=[12,26]",
+                                      "labels.horizon=0", "labels.kind=up", "features.levels=log",
+                                      "cleaner.contamination=0.9"])
+def test_bad_values_fail_naming_the_key(compose, override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        validate(compose([override]))
+    assert err.value.key.startswith(key.split(".")[0]) and key.split(".")[1] in str(err.value)
+
+
+def test_unknown_key_is_refused(compose) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose(["features.rsii=[14]"])
