@@ -32,7 +32,7 @@ MIN_LENGTH = 4
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api_?key|private_?key|credential|aes_?key)$", re.I)
 _REFERENCE = re.compile(r"^\$\{secret:[^}]*\}$")
 _known: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_pattern: re.Pattern[str] | None = None  # all of _known, longest first; rebuilt after a change
 _lock = threading.Lock()
 
 
@@ -83,11 +83,9 @@ def forget_all() -> None:
         _pattern = None
 
 
-def _compiled() -> re.Pattern[str] | None:
+def _compiled() -> re.Pattern[str]:
     global _pattern
     with _lock:
-        if not _known:
-            return None
         if _pattern is None:
             # Longest first, so a secret that contains another is masked whole.
             _pattern = re.compile("|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True)))
@@ -98,8 +96,8 @@ def redact_text(text: str) -> str:
     """``text`` with every remembered secret replaced by ``***``."""
     if not isinstance(text, str) or not _known:
         return text
-    pattern = _compiled()
-    return text if pattern is None else pattern.sub(MASK, text)
+    # One compiled alternation, read without the lock on the fast path (bench/redact.py).
+    return (_pattern or _compiled()).sub(MASK, text)
 
 
 def is_secret_key(key: str) -> bool:
