@@ -82,8 +82,12 @@ def bars_frame(payload: Any, offset: pd.Timedelta, what: str = "bars") -> pd.Dat
     data: dict[str, np.ndarray] = {k: _floats(cols[k], k, what) for k in ("open", "high", "low", "close")}
     for name, dtype in (("tick_volume", "int64"), ("spread", "int64"), ("real_volume", "float64")):
         # Legacy bridges may omit these; they carry no price information.
-        raw = pd.to_numeric(pd.Series([r.get(name) for r in payload], dtype=object), errors="coerce")
-        data[name] = raw.fillna(0).to_numpy(dtype)
+        values = [r.get(name) for r in payload]
+        try:
+            data[name] = np.asarray(values, dtype=dtype)
+        except (ValueError, TypeError):
+            raw = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+            data[name] = raw.fillna(0).to_numpy(dtype)
     index = server_times_to_utc(cols["time"], offset, what)
     out = pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"))
     if not out.index.is_monotonic_increasing:

@@ -255,10 +255,17 @@ class MT5RestClient:
         """The latest tick with ``time`` as a UTC Timestamp."""
         tick = f.require_fields(self._get(f"/symbol_info_tick/{quote(symbol, safe='')}"), ("time", "bid", "ask"),
                                 "GET /symbol_info_tick")
-        frame = f.ticks_frame([{k: tick.get(k) for k in c.TICK_FIELDS}], self.server_offset(symbol), "tick")
-        row = frame.iloc[0]
-        return {"time": frame.index[0], "bid": float(row["bid"]), "ask": float(row["ask"]), "last": float(row["last"]),
-                "volume": float(row["volume"])}
+        # Polled in live loops: parsed by hand, no DataFrame.
+        try:
+            ms = int(tick.get("time_msc") or int(tick["time"]) * 1000)
+            out = {"time": pd.Timestamp(ms, unit="ms", tz="UTC") - self.server_offset(symbol),
+                   "bid": float(tick["bid"]), "ask": float(tick["ask"]), "last": float(tick.get("last") or 0.0),
+                   "volume": float(tick.get("volume") or 0.0)}
+        except (TypeError, ValueError):
+            raise BadResponseError(f"GET /symbol_info_tick: unreadable tick {tick!r}") from None
+        if not (math.isfinite(out["bid"]) and math.isfinite(out["ask"])):
+            raise BadResponseError("GET /symbol_info_tick: non-finite bid/ask")
+        return out
 
     def bars(self, symbol: str, timeframe: str, count: int, start_pos: int = 0) -> pd.DataFrame:
         """The latest ``count`` bars (``start_pos`` bars back from the current one), oldest first.
