@@ -146,7 +146,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     store = SecureConfig(args.file, key_env=args.key_env)
     if args.command == "set":
-        store.set(args.name, _read_value(), args.format)
+        value = _read_value()
+        if not value:
+            raise SecretsFileError(f"no value read from stdin for {args.name!r}; nothing was changed")
+        store.set(args.name, value, args.format)
         print(f"set {args.name!r} in {args.file} ({store.format})", file=sys.stderr)
         return 0
     if args.command == "names":

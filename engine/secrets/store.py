@@ -7,6 +7,7 @@ is registered with the redaction layer (``engine.tracking.redact``) so logs and 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets as _random
 from collections.abc import Iterator, Mapping
@@ -19,6 +20,8 @@ from engine.secrets.keys import DEFAULT_KEY_ENV, Key, key_from_env, parse_key
 from engine.tracking.redact import remember_all
 
 _NO_DEFAULT: Any = object()
+_warned: set[str] = set()  # paths already warned about (mode too open), to warn once per process
+log = logging.getLogger(__name__)
 
 
 class SecureConfig:
@@ -61,6 +64,7 @@ class SecureConfig:
             problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
         if problem is not None:
             raise SecretsFileError(f"secrets file {self.path} {problem}")
+        _warn_if_shared(self.path)
         return blob
 
     def _decrypt(self) -> tuple[dict[str, Any], formats.Format]:
@@ -139,6 +143,18 @@ class SecureConfig:
         rotated = SecureConfig(self.path, key, key_env=self.key_env)
         _atomic_write(self.path, formats.encrypt(data, key, fmt), key)
         return rotated
+
+
+def _warn_if_shared(path: Path) -> None:
+    """Encrypted or not, a secrets file readable by others widens who can attack it offline; say so once."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077 and str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("secrets file %s has mode %03o (readable or writable by group/others); run chmod 600 %s",
+                    path, mode, path)
 
 
 def _atomic_write(path: Path, blob: bytes, key: Key) -> None:

@@ -56,6 +56,8 @@ def test_set_reads_stdin_and_seed_files_keep_their_format(tmp_path: Path, key: s
     assert SecureConfig(out, key).format == "seed" and SecureConfig(out, key).get("db_password") == VALUE
     assert _cli("set", str(out), "other", key=key, stdin="another-value").returncode == 0
     assert SecureConfig(out, key).format == "seed" and SecureConfig(out, key).get("other") == "another-value"
+    empty = _cli("set", str(out), "other", key=key, stdin="")
+    assert empty.returncode == 1 and SecureConfig(out, key).get("other") == "another-value"
 
 
 def test_rotate_to_a_new_key_and_format(tmp_path: Path, key: str) -> None:

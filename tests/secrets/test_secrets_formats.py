@@ -305,3 +305,16 @@ def test_key_object_hides_material() -> None:
     assert "\\x01" not in repr(k) and "01" * 4 not in str(k)
     with pytest.raises(SecretKeyError):
         Key(b"\x01" * 16)
+
+
+def test_a_file_readable_by_others_is_reported_once(tmp_path: Path, key: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "shared.enc"
+    store = SecureConfig(path, key)
+    store.write({"a": "value-abc"})
+    store.get("a")
+    assert "chmod 600" not in caplog.text  # written 0600: nothing to say
+    path.chmod(0o644)
+    store.get("a")
+    store.get("a")
+    assert caplog.text.count("chmod 600") == 1 and "644" in caplog.text
