@@ -382,3 +382,17 @@ def test_cancel_pending_order(client: MT5RestClient) -> None:
     assert client.orders().empty
     with pytest.raises(OrderRejectedError):
         client.cancel_order(placed.order)
+
+
+def test_injected_session_is_used_and_left_open(simulator: Simulator) -> None:
+    import requests
+
+    seen: list[str] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request.path_url))
+    with MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2) as client:
+        client.account_info()
+        client.latest_tick("BTCUSD")
+    assert seen == ["/account_info", "/symbol_info_tick/BTCUSD"]
+    assert session.get(simulator.url + "/health", timeout=5).json()["status"] == "ok"  # still open
+    session.close()
