@@ -56,7 +56,8 @@ def run_name(cfg: DictConfig) -> str:
     if cfg.tracking.get("run_name"):
         return str(cfg.tracking.run_name)
     try:
-        overrides = list(HydraConfig.get().overrides.task)
+        # Unresolved: an override may hold ${secret:...}, and run names are shown everywhere.
+        overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
     except ValueError:  # not inside a Hydra app (compose API in tests)
         overrides = []
     return ",".join(overrides) if overrides else str(cfg.task.name)

@@ -136,7 +136,8 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
 
     client = MlflowClient(tracking_uri=settings.uri)
     exp_id = _experiment_id(client, settings)
-    created = client.create_run(exp_id, run_name=settings.run_name)
+    name = redact_text(settings.run_name) if settings.run_name else None
+    created = client.create_run(exp_id, run_name=name)
     run = Run(client, created.info.run_id, settings.uri)
     log.info("MLflow run %s in experiment %r (%s)", run.run_id, settings.experiment, settings.uri)
     previous_uri = mlflow.get_tracking_uri()
