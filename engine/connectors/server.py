@@ -31,6 +31,7 @@ from engine.timeframes import Timeframe
 log = logging.getLogger("engine.connectors.server")
 
 _FAR_PAST = datetime(1970, 1, 1)
+_MAX_BODY = 64 * 1024  # an order is a few hundred bytes
 _FAR_FUTURE = datetime(2100, 1, 1)
 
 
@@ -334,8 +335,14 @@ def _handler_class(server: ContractServer) -> type[BaseHTTPRequestHandler]:
             self._send(_Answer(status, body, headers))
             return True
 
-        def _read_body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
+        def _read_body(self) -> bytes | None:
+            """The request body, or None when its length is missing, unreadable or over the limit."""
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                return None
+            if length < 0 or length > _MAX_BODY:
+                return None
             return self.rfile.read(length) if length > 0 else b""
 
         def do_GET(self) -> None:
@@ -362,7 +369,14 @@ def _handler_class(server: ContractServer) -> type[BaseHTTPRequestHandler]:
                 return
             if self._early("POST", route):
                 return
-            answer = server.answer_post(route, self._read_body(), self.headers.get(c.IDEMPOTENCY_HEADER))
+            raw = self._read_body()
+            if raw is None:
+                # The body was not read, so the connection cannot be reused for another request.
+                self.close_connection = True
+                self._send(_Answer(400, {"error": f"request body missing a valid Content-Length or over "
+                                                  f"{_MAX_BODY} bytes"}, {}))
+                return
+            answer = server.answer_post(route, raw, self.headers.get(c.IDEMPOTENCY_HEADER))
             if server.hooks is not None and server.hooks.drop_response("POST", route):
                 self._drop()
                 return

@@ -12,8 +12,8 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,6 @@ class _Series:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    times: np.ndarray  # ISO strings, built lazily per slice
     seconds: int
 
 
@@ -93,7 +92,6 @@ class SimSettings:
     seed: int = 42
     login: int = 5_000_001
     server: str = "engine-simulator"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def point(self) -> float:
@@ -147,7 +145,7 @@ class SimMarket:
         return _Series(start_s=start_s, first=np.arange(len(bars)),
                        open=bars["open"].to_numpy("float64"), high=bars["high"].to_numpy("float64"),
                        low=bars["low"].to_numpy("float64"), close=bars["close"].to_numpy("float64"),
-                       volume=vol, times=np.empty(0, dtype=object), seconds=60)
+                       volume=vol, seconds=60)
 
     @staticmethod
     def _bars_from_ticks(ticks: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +176,7 @@ class SimMarket:
             s = _Series(start_s=group[first] * tf.seconds, first=first,
                         open=m1.open[first], high=np.maximum.reduceat(m1.high, first),
                         low=np.minimum.reduceat(m1.low, first), close=m1.close[np.r_[first[1:] - 1, len(group) - 1]],
-                        volume=np.add.reduceat(m1.volume, first), times=np.empty(0, dtype=object),
-                        seconds=tf.seconds)
+                        volume=np.add.reduceat(m1.volume, first), seconds=tf.seconds)
             self._series[tf.seconds] = s
         return s
 
@@ -585,7 +582,3 @@ class SimMarket:
                            else "tp", position_id=ticket, profit=profit, when=when)
                 del self.positions_[ticket]
 
-
-def utc_to_server(ts: pd.Timestamp, offset_hours: float) -> datetime:
-    """A UTC time as the naive broker server time the contract's range parameters use."""
-    return (ts.tz_convert("UTC").tz_localize(None) + timedelta(hours=offset_hours)).to_pydatetime()

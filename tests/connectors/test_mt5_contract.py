@@ -198,10 +198,13 @@ def test_bad_order_bodies_are_400_and_change_nothing(server: Any, body: Any, nee
     assert get(server, "/get_positions").json() == []
 
 
-def test_malformed_json_is_400(server: Any) -> None:
-    r = post(server, "/order", None, raw=b'{"action": "DEAL", ')
+@pytest.mark.parametrize(("raw", "needle"), [(b'{"action": "DEAL", ', "malformed JSON"),
+                                            (b'{"comment": "' + b"x" * 70_000 + b'"}', "bytes")])
+def test_malformed_or_oversized_body_is_400(server: Any, raw: bytes, needle: str) -> None:
+    r = post(server, "/order", None, raw=raw)
     assert r.status_code == 400
-    assert "malformed JSON" in r.json()["error"]
+    assert needle in r.json()["error"]
+    assert get(server, "/get_positions").json() == []
 
 
 @pytest.mark.parametrize(("volume", "retcode"), [(0.015, c.RETCODE_INVALID_VOLUME), (90.0, c.RETCODE_NO_MONEY)])
