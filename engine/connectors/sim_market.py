@@ -567,18 +567,17 @@ class SimMarket:
             buy = p.type == c.POSITION_TYPE_BUY
             # Bars are bid bars: a long exits on the bid, a short on the ask. Stop first when both hit.
             lo, hi, op = (lw, h, o) if buy else (lw + spread, h + spread, o + spread)
-            exit_px = None
+            exit_px, reason = None, ""
             if p.sl and ((buy and lo <= p.sl) or (not buy and hi >= p.sl)):
-                exit_px = min(p.sl, op) if buy else max(p.sl, op)
+                exit_px, reason = (min(p.sl, op) if buy else max(p.sl, op)), "sl"
             elif p.tp and ((buy and hi >= p.tp) or (not buy and lo <= p.tp)):
-                exit_px = max(p.tp, op) if buy else min(p.tp, op)
+                exit_px, reason = (max(p.tp, op) if buy else min(p.tp, op)), "tp"
             if exit_px is not None:
                 exit_px = self._round(exit_px)
                 order_ticket = self._ticket()
                 profit = self._profit(p, exit_px)
                 self._deal(order=order_ticket, type_=c.ORDER_TYPE_SELL if buy else c.ORDER_TYPE_BUY,
                            entry=c.DEAL_ENTRY_OUT, volume=p.volume, price=exit_px, magic=p.magic,
-                           comment="sl" if p.sl and exit_px == self._round(min(p.sl, op) if buy else max(p.sl, op))
-                           else "tp", position_id=ticket, profit=profit, when=when)
+                           comment=reason, position_id=ticket, profit=profit, when=when)
                 del self.positions_[ticket]
 

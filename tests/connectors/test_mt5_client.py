@@ -396,3 +396,27 @@ def test_injected_session_is_used_and_left_open(simulator: Simulator) -> None:
     assert seen == ["/account_info", "/symbol_info_tick/BTCUSD"]
     assert session.get(simulator.url + "/health", timeout=5).json()["status"] == "ok"  # still open
     session.close()
+
+
+def test_stop_loss_closes_on_the_first_real_bar_that_reaches_it(simulator: Simulator, client: MT5RestClient,
+                                                               sample_bars: pd.DataFrame) -> None:
+    now = pd.Timestamp(REPLAY_START)
+    future = sample_bars.loc[now:].iloc[:240]
+    sl = round(float(future["low"].min()) + 0.5, 2)
+    opened = client.send_order("BTCUSD", "buy", 0.1, sl=sl, magic=3)
+    hit = future.index[(future["low"] <= sl).to_numpy()][0]
+    simulator.advance(int((hit - now) / pd.Timedelta(minutes=1)) + 1)
+    assert client.positions().empty
+    exit_deal = client.history_deals().iloc[-1]
+    assert exit_deal["comment"] == "sl" and exit_deal["entry"] == c.DEAL_ENTRY_OUT
+    assert exit_deal["price"] == min(sl, future.loc[hit, "open"])
+    assert exit_deal["time"] == hit + pd.Timedelta(seconds=59)
+    assert exit_deal["profit"] == pytest.approx((exit_deal["price"] - opened.price) * 0.1, abs=0.01)
+
+
+def test_step_on_poll_moves_one_bar_per_poll(make_simulator: Callable[..., Simulator],
+                                             make_client: Callable[..., MT5RestClient]) -> None:
+    sim = make_simulator(settings=SimSettings(start=REPLAY_START, step_on_poll=True))
+    client = make_client(sim.url, server_time_offset_hours=2)
+    first, second = client.bars("BTCUSD", "M1", 1), client.bars("BTCUSD", "M1", 1)
+    assert second.index[-1] - first.index[-1] == pd.Timedelta(minutes=1)
