@@ -14,10 +14,8 @@ from engine.errors import ConfigError
 
 # Groups whose options are not components (bundles, sweepers, launchers) are composed elsewhere.
 _NOT_COMPONENTS = {"experiment", "hparams_search", "hydra", "schema"}
-# Secrets are resolved at use; here a placeholder stands in so construction can be checked offline.
 _EXTRA = {
-    ("storage", "timescaledb"): ["storage.password=placeholder"],
-    ("source", "timescaledb"): ["source.store.password=placeholder"],
+    ("connector", "mt5_rest"): ["connector.base_url=https://127.0.0.1:8443"],
     ("source", "csv"): [f"source.path={CONF_DIR.parent}/data/sample/btcusdt_binance_1m_2024Q1.csv.gz"],
 }
 
@@ -29,8 +27,21 @@ def _options() -> list[tuple[str, str]]:
     return out
 
 
+@pytest.fixture
+def secrets_file(engine_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real encrypted secrets file holding every ${secret:} the shipped configs reference."""
+    from engine.secrets import SecureConfig
+    from engine.secrets.keys import generate_key
+
+    key = generate_key()
+    monkeypatch.setenv("CONFIG_AES_KEY", key)
+    path = engine_root / "secrets.enc"
+    SecureConfig(path, key).write({"db_password": "pw-for-build-test", "mt5_api_key": "token-for-build-test"})
+    return path
+
+
 @pytest.mark.parametrize(("group", "option"), _options(), ids=lambda v: str(v))
-def test_every_option_composes_validates_and_builds(compose, group: str, option: str) -> None:
+def test_every_option_composes_validates_and_builds(compose, secrets_file: Path, group: str, option: str) -> None:
     cfg = compose([f"{group}={option}", *_EXTRA.get((group, option), [])])
     validate(cfg)
     node = cfg[group]
@@ -58,7 +69,7 @@ def test_target_outside_engine_is_refused(compose) -> None:
 
 
 def test_validation_names_nested_key(compose) -> None:
-    cfg = compose(["storage=timescaledb", "storage.port=70000", "storage.password=x"])
+    cfg = compose(["storage=timescaledb", "storage.port=70000"])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.key == "storage.port" and "<= 65535" in str(err.value)
