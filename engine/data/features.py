@@ -285,25 +285,37 @@ class FeatureEngineering:
         base_tf = parse(base_name, key="features.timeframes")
         base_index = pd.DatetimeIndex(base.index)
         self._check_spacing(base_index, base_tf)
-        columns: dict[str, np.ndarray] = dict(self._block(base))
+        base_block = self._block(base)
+        size = len(base_index)
         base_ns = base_index.as_unit("ns").asi8
+        joins: list[tuple[str, dict[str, np.ndarray], np.ndarray, int]] = []
         for name, frame in items[1:]:
             tf = parse(name, key="features.timeframes")
             if tf.seconds <= base_tf.seconds:
                 raise ConfigError("features.timeframes", f"{name} is not longer than the base {base_name}")
-            block = self._block(frame)
             htf_ns = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
             available = htf_ns + (tf.seconds - base_tf.seconds) * 1_000_000_000
             pos = np.searchsorted(available, base_ns, side="right") - 1
-            known = pos >= 0
-            take = np.where(known, pos, 0)
-            prefix = tf.mt5.lower()
-            for col, values in block.items():
-                joined = values[take] if len(values) else np.full(len(take), np.nan)
-                joined = np.where(known, joined, np.nan)
-                columns[f"{prefix}_{col}"] = joined
-        out = pd.DataFrame(columns, index=base.index)
-        self.feature_names_ = list(out.columns)
+            # pos is non-decreasing, so rows with no completed higher bar yet form a prefix.
+            unknown = int(np.searchsorted(pos, 0, side="left"))
+            joins.append((tf.mt5.lower(), self._block(frame), np.maximum(pos, 0), unknown))
+        names = list(base_block) + [f"{prefix}_{col}" for prefix, block, _, _ in joins for col in block]
+        # One (features, rows) buffer that the frame adopts without a copy: column writes are contiguous.
+        matrix = np.empty((len(names), size))
+        for i, values in enumerate(base_block.values()):
+            matrix[i] = values
+        row = len(base_block)
+        for _, block, take, unknown in joins:
+            for values in block.values():
+                target = matrix[row]
+                if len(values):
+                    np.take(values, take, out=target, mode="clip")  # 1-D and unbuffered: a fast gather
+                    target[:unknown] = np.nan
+                else:
+                    target[:] = np.nan
+                row += 1
+        out = pd.DataFrame(matrix.T, index=base.index, columns=names, copy=False)
+        self.feature_names_ = names
         return out
 
     @staticmethod

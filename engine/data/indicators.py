@@ -23,15 +23,6 @@ def _nan(n: int) -> np.ndarray:
     return np.full(n, np.nan)
 
 
-def _blocks(x: np.ndarray, width: int) -> np.ndarray:
-    """``x`` padded with its last value to whole blocks of ``width`` and reshaped to (blocks, width)."""
-    nb = -(-len(x) // width)
-    pad = nb * width - len(x)
-    if pad:
-        x = np.concatenate([x, np.full(pad, x[-1])])
-    return x.reshape(nb, width)
-
-
 def _window_sums(cum: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Sums over the trailing ``n`` rows from per-block cumulative sums ``cum`` (blocks, width).
 
@@ -52,13 +43,22 @@ def _window_sums(cum: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
-    """Sum over the trailing ``n`` rows (NaN for the first n-1)."""
+    """Sum over the trailing ``n`` rows (NaN for the first n-1).
+
+    One cumulative sum over the series, shifted by its first value: the error of a window's sum is
+    the rounding of ~n additions at the size of the running total, ~1e-11 relative for prices.
+    """
     x = np.asarray(x, dtype=np.float64)
-    if len(x) < n:
-        return _nan(len(x))
-    width = max(_BLOCK, n)
-    out, _ = _window_sums(np.cumsum(_blocks(x, width), axis=1), n)
-    return out.ravel()[: len(x)]
+    size = len(x)
+    out = _nan(size)
+    if size < n:
+        return out
+    ref = x[0]
+    cum = np.cumsum(x - ref)
+    out[n - 1] = cum[n - 1]
+    np.subtract(cum[n:], cum[:-n], out=out[n:])
+    out[n - 1 :] += n * ref
+    return out
 
 
 def rolling_mean_var(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,70 +72,81 @@ def rolling_mean_var(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if size < n:
         return _nan(size), _nan(size)
     width = max(_BLOCK, n)
-    blocks = _blocks(x, width)
-    ref = blocks[:, :1].copy()
-    dev = blocks - ref
+    nb, full = -(-size // width), size // width
+    ref = np.empty((nb, 1))
+    ref[:full, 0] = x[: full * width : width]
+    dev = np.empty((nb, width))
+    np.subtract(x[: full * width].reshape(full, width), ref[:full], out=dev[:full])
+    if full < nb:
+        ref[full, 0] = x[full * width]
+        rest = size - full * width
+        dev[full, :rest] = x[full * width :] - ref[full, 0]
+        dev[full, rest:] = dev[full, rest - 1]
     s1, tail1 = _window_sums(np.cumsum(dev, axis=1), n)
-    s2, _ = _window_sums(np.cumsum(dev * dev, axis=1), n)
-    if n > 1 and blocks.shape[0] > 1:
+    np.multiply(dev, dev, out=dev)
+    s2, _ = _window_sums(np.cumsum(dev, axis=1, out=dev), n)
+    if n > 1 and nb > 1:
         # The part of a window in block k-1 was summed against ref[k-1]; move it onto ref[k].
         delta = ref[:-1] - ref[1:]
         m_tail = np.arange(n - 1, 0, -1, dtype=np.float64)
         s2[1:, : n - 1] += 2.0 * delta * tail1[1:] + m_tail * delta * delta
         s1[1:, : n - 1] += m_tail * delta
-    mean_dev = s1 / n
-    var = s2 / n - mean_dev * mean_dev
-    np.maximum(var, 0.0, out=var)
-    mean = (mean_dev + ref).ravel()[:size]
-    return mean, var.ravel()[:size]
+    s1 /= n
+    s2 /= n
+    s2 -= s1 * s1
+    np.maximum(s2, 0.0, out=s2)
+    s1 += ref
+    return s1.ravel()[:size], s2.ravel()[:size]
 
 
 def sma(x: np.ndarray, n: int) -> np.ndarray:
     """Simple moving average; TA-Lib SMA (first value at row n-1)."""
-    return rolling_mean_var(x, n)[0] if n > 1 else np.asarray(x, dtype=np.float64).copy()
-
-
-def _ema_seeded(x: np.ndarray, n: int, start: int, k: float | None = None) -> np.ndarray:
-    """EMA whose first value, at row ``start``, is the mean of the ``n`` rows ending there (TA-Lib)."""
-    out = _nan(len(x))
-    if start >= len(x) or start < n - 1:
-        return out
-    k = 2.0 / (n + 1) if k is None else k
-    seed = float(np.mean(x[start - n + 1 : start + 1]))
-    out[start] = seed
-    if start + 1 < len(x):
-        out[start + 1 :], _ = lfilter([k], [1.0, k - 1.0], x[start + 1 :], zi=[(1.0 - k) * seed])
+    out = rolling_sum(x, n)
+    out /= n
     return out
+
+
+def _seeded_filter(u: np.ndarray, k: float, start: int, seed: float) -> np.ndarray:
+    """y[t] = y[t-1] + k (u[t] - y[t-1]) for t > start, from y[start] = seed; NaN before ``start``.
+
+    ``u`` is overwritten: zeros before ``start`` and an input at ``start`` that yields the seed let one
+    lfilter pass run over the full length, with no state hand-over and no copy of its output.
+    """
+    u[:start] = 0.0
+    u[start] = seed / k
+    y = lfilter([k], [1.0, k - 1.0], u)
+    y[:start] = np.nan
+    return y
 
 
 def ema(x: np.ndarray, n: int) -> np.ndarray:
     """Exponential moving average, k = 2/(n+1), seeded with the SMA of the first n rows (TA-Lib EMA)."""
-    return _ema_seeded(np.asarray(x, dtype=np.float64), n, n - 1)
-
-
-def _wilder(values: np.ndarray, n: int, first: int) -> np.ndarray:
-    """Wilder smoothing (k = 1/n) of ``values`` seeded at ``first`` with the mean of values[first-n+1:first+1]."""
-    return _ema_seeded(values, n, first, k=1.0 / n)
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < n:
+        return _nan(len(x))
+    return _seeded_filter(x.copy(), 2.0 / (n + 1), n - 1, float(np.mean(x[:n])))
 
 
 def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     """Relative Strength Index with Wilder smoothing; TA-Lib RSI (first value at row n)."""
     close = np.asarray(close, dtype=np.float64)
     size = len(close)
-    out = _nan(size)
     if size <= n:
-        return out
-    diff = np.diff(close)
+        return _nan(size)
+    diff = np.empty(size)
+    diff[0] = 0.0
+    np.subtract(close[1:], close[:-1], out=diff[1:])
     gain = np.maximum(diff, 0.0)
-    loss = np.maximum(-diff, 0.0)
-    avg_gain = _wilder(gain, n, n - 1)[n - 1 :]
-    avg_loss = _wilder(loss, n, n - 1)[n - 1 :]
-    total = avg_gain + avg_loss
+    loss = np.subtract(gain, diff, out=diff)  # max(-d, 0) = max(d, 0) - d, exactly
+    avg_gain = _seeded_filter(gain, 1.0 / n, n, float(np.mean(gain[1 : n + 1])))
+    total = _seeded_filter(loss, 1.0 / n, n, float(np.mean(loss[1 : n + 1])))
+    total += avg_gain
+    flat = total < _TA_ZERO  # TA-Lib outputs 0 when average gain + loss is (near) zero
+    avg_gain *= 100.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = 100.0 * avg_gain / total
-    value[np.abs(total) < _TA_ZERO] = 0.0
-    out[n:] = value
-    return out
+        avg_gain /= total
+    avg_gain[flat] = 0.0
+    return avg_gain
 
 
 def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
@@ -171,8 +182,8 @@ def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
         f_prev, s_prev = (f0 - kf * x0) / af, (s0 - ks * x0) / as_
         zi = lfiltic(b, a, y=[f0 - s0, f_prev - s_prev], x=[x0])
         line[start + 1 :], _ = lfilter(b, a, rest, zi=zi)
-    sig = _nan(size)
-    sig[start:] = _ema_seeded(line[start:], signal, signal - 1)
+    sig = _seeded_filter(line.copy(), 2.0 / (signal + 1), first_out,
+                         float(np.mean(line[start : first_out + 1])))
     line[:first_out] = np.nan
     return line, sig, line - sig
 
@@ -193,12 +204,20 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
     """Average True Range with Wilder smoothing; TA-Lib ATR (first value at row n, the mean of TR 1..n)."""
     high, low, close = (np.asarray(a, dtype=np.float64) for a in (high, low, close))
-    out = _nan(len(close))
-    if len(close) <= n:
-        return out
-    tr = true_range(high, low, close)
-    out[1:] = _wilder(tr[1:], n, n - 1)
-    return out
+    size = len(close)
+    if size <= n:
+        return _nan(size)
+    tr = np.empty(size)
+    tr[0] = 0.0
+    body = tr[1:]
+    np.subtract(high[1:], low[1:], out=body)
+    gap = np.subtract(high[1:], close[:-1])
+    np.abs(gap, out=gap)
+    np.maximum(body, gap, out=body)
+    np.subtract(low[1:], close[:-1], out=gap)
+    np.abs(gap, out=gap)
+    np.maximum(body, gap, out=body)
+    return _seeded_filter(tr, 1.0 / n, n, float(np.mean(tr[1 : n + 1])))
 
 
 def bbands(close: np.ndarray, n: int = 20, nbdev: float = 2.0
