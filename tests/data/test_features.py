@@ -175,3 +175,18 @@ def test_truncation_check_catches_a_leak(week_bars: pd.DataFrame) -> None:
 
     with pytest.raises(AssertionError):
         _truncation_matches(Leaky(**MINIMAL), week_bars.iloc[:2000], 1000)
+
+
+def test_bundled_sample_pipeline_is_causal_and_exact(sample_bars: pd.DataFrame) -> None:
+    """Runs without ../shared/data: clean -> standard features on the bundled sample."""
+    from engine.data.cleaning import DataCleaner
+
+    bars = DataCleaner().clean_ohlcv(sample_bars)
+    fe = FeatureEngineering(**STANDARD)
+    X = fe.transform(bars)
+    c = bars["close"].to_numpy()
+    np.testing.assert_allclose(X["rsi_14"], talib.RSI(c, 14), rtol=1e-6)
+    np.testing.assert_allclose(X["m5_rsi_14"].iloc[-1], talib.RSI(resample_bars(bars, "5min")["close"].to_numpy(),
+                                                                    14)[-1], rtol=1e-9)
+    for cut in (777, 12_345, len(bars) - 3):
+        _truncation_matches(fe, bars, cut)
