@@ -33,11 +33,11 @@ class CleaningReport:
     reordered: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        """Flat metrics for MLflow: ``clean.rows_in``, ``clean.removed.zscore``, ..."""
-        out = {"clean.rows_in": float(self.rows_in), "clean.rows_out": float(self.rows_out),
-               "clean.filled": float(self.filled), "clean.reordered": float(self.reordered),
-               "clean.removed_fraction": (self.rows_in - self.rows_out) / self.rows_in if self.rows_in else 0.0}
-        out |= {f"clean.removed.{rule}": float(count) for rule, count in self.removed.items()}
+        """Flat metrics (``rows_in``, ``removed_zscore``, ...); callers add their own prefix (``clean_``)."""
+        out = {"rows_in": float(self.rows_in), "rows_out": float(self.rows_out),
+               "filled": float(self.filled), "reordered": float(self.reordered),
+               "removed_fraction": (self.rows_in - self.rows_out) / self.rows_in if self.rows_in else 0.0}
+        out |= {f"removed_{rule}": float(count) for rule, count in self.removed.items()}
         return out
 
 

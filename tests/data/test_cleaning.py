@@ -25,7 +25,7 @@ def test_default_keeps_real_clean_bars(week_bars: pd.DataFrame) -> None:
     assert (rep.rows_in, rep.rows_out) == (len(week_bars), len(week_bars))
     assert set(rep.removed) == set(RULES) and sum(rep.removed.values()) == 0
     flat = rep.as_dict()
-    assert flat["clean.rows_in"] == len(week_bars) and flat["clean.removed.zscore"] == 0.0
+    assert flat["rows_in"] == len(week_bars) and flat["removed_zscore"] == 0.0
     assert all(isinstance(v, float) for v in flat.values())
 
 
@@ -123,7 +123,7 @@ def test_isolation_forest_is_seeded(week_bars: pd.DataFrame) -> None:
 def test_edge_cases(week_bars: pd.DataFrame) -> None:
     c = DataCleaner()
     empty = c.clean_ohlcv(week_bars.iloc[:0])
-    assert len(empty) == 0 and c.report_.rows_in == 0 and c.report_.as_dict()["clean.removed_fraction"] == 0.0
+    assert len(empty) == 0 and c.report_.rows_in == 0 and c.report_.as_dict()["removed_fraction"] == 0.0
     empty_range = c.clean_ohlcv(pd.DataFrame(columns=["open", "high", "low", "close", "volume"]))
     assert len(empty_range) == 0 and isinstance(empty_range.index, pd.DatetimeIndex)
     one = c.clean_ohlcv(week_bars.iloc[:1])
