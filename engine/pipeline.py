@@ -73,22 +73,19 @@ TRAINER_GRID_KEYS: frozenset[str] = frozenset(
 
 
 def purged_time_folds(n: int, n_folds: int, embargo: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding, time-ordered folds: fold i validates on block i+1 and trains on everything before it,
-    minus the ``embargo`` rows right before the validation block (labels there look into it)."""
+    """Expanding, time-ordered folds (``engine.data.datasets.purged_time_folds``): fold i validates on
+    block i+1 of ``n_folds + 1`` and trains on everything before it, minus the ``embargo`` rows right
+    before the validation block (their labels look into it)."""
+    from engine.data.datasets import purged_time_folds as folds
+
     if n_folds < 1:
         raise ConfigError("cv", f"needs >= 1 fold; got {n_folds}")
     if embargo < 0:
         raise ConfigError("embargo", f"must be >= 0; got {embargo}")
-    edges = np.linspace(0, n, n_folds + 2).astype(int)
-    folds = []
-    for i in range(n_folds):
-        start, stop = int(edges[i + 1]), int(edges[i + 2])
-        train_stop = start - embargo
-        if train_stop < 2 or stop - start < 1:
-            raise DataQualityError(f"{n} samples are too few for {n_folds} time-ordered folds with embargo {embargo}; "
-                                   "use fewer folds, a smaller embargo or more data")
-        folds.append((np.arange(0, train_stop), np.arange(start, stop)))
-    return folds
+    try:
+        return folds(n, n_folds, embargo)
+    except DataQualityError as exc:
+        raise DataQualityError(f"{exc}; use fewer folds (cv), a smaller embargo or more data") from exc
 
 
 def holdout_split(n: int, val_split: float, embargo: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -317,6 +314,11 @@ class MLPipeline:
                                      num_workers=ts.num_workers, generator=generator)
         val_loader = None
         cbs: list[Any] = list(callbacks or [])
+        if ts.enable_progress_bar:
+            from lightning.pytorch.callbacks import TQDMProgressBar
+
+            # redrawing the bar every step costs a measurable share of a small CPU step
+            cbs.append(TQDMProgressBar(refresh_rate=max(1, len(train_loader) // 50)))
         with tempfile.TemporaryDirectory(prefix="engine-fit-") as tmp:
             checkpoint = None
             if x_va is not None and y_va is not None:

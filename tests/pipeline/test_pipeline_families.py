@@ -101,6 +101,17 @@ def test_epochs_override_and_user_callbacks_run(bars):
 
     counter = CountEpochs()
     pipe = MLPipeline("cnn1d", {"channels": 4, "num_layers": 2},
-                      trainer=TrainerSettings(max_epochs=9, early_stopping_patience=0, enable_progress_bar=False))
+                      trainer=TrainerSettings(max_epochs=9, early_stopping_patience=0, enable_progress_bar=True))
     metrics = pipe.fit(bars.W[:600], bars.yw[:600], epochs=3, callbacks=[counter], feature_names=bars.names)
     assert counter.epochs == 3 and metrics["epochs_run"] == 3
+
+
+def test_accepts_read_only_window_views_from_the_data_layer(bars, quick):
+    from engine.data.datasets import sequence_windows, window_targets
+
+    X = bars.X.to_numpy()[:500]
+    W = sequence_windows(X, 6)  # a strided, read-only float64 view
+    assert not W.flags.writeable
+    pipe = MLPipeline("transformer", {"d_model": 8, "nhead": 2, "num_layers": 1}, trainer=quick)
+    pipe.fit(W, window_targets(bars.y[:500], 6), epochs=1, feature_names=bars.names)
+    assert pipe.predict_proba(W[-3:]).shape == (3, 2)

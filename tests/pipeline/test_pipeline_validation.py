@@ -21,7 +21,7 @@ def test_folds_are_time_ordered_and_purged(n, k, embargo):
     assert len(folds) == k
     last_val_end = -1
     for train, val in folds:
-        assert len(train) >= 2 and len(val) >= 1
+        assert len(train) >= 1 and len(val) >= 1
         assert np.all(np.diff(train) == 1) and np.all(np.diff(val) == 1)
         assert train[0] == 0  # expanding window
         # no validation index within `embargo` bars of a training index, and never training after validation
