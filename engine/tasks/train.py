@@ -29,6 +29,7 @@ from engine.tasks.common import job_run, load_bars
 from engine.tracking.mlflow import Run
 
 MODEL_FILE = "pipeline.zip"
+SMOKE_REPORT_SAMPLES = 100  # rows for permutation importance in smoke mode (one prediction per feature)
 
 
 @contextmanager
@@ -105,19 +106,16 @@ def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
         spec = build(cfg.labels, LabelSpec, key="labels")
         labels = spec.make(bars["close"])  # kept apart from the features: it looks forward
         feats = feats.loc[:, names]
-        keep = feats.notna().all(axis=1).to_numpy() & labels.notna().to_numpy()
-        feats = feats.loc[keep]
-        y = labels.loc[keep].to_numpy().astype("int64")
-        index = pd.DatetimeIndex(feats.index)
+        complete = feats.notna().all(axis=1).to_numpy()
+        labelled = labels.notna().to_numpy()
         seq = _seq_len(cfg)
-        if seq is not None:
-            if len(feats) < seq:
-                raise DataQualityError(f"{len(feats)} usable rows are fewer than model.seq_len={seq}; load more "
-                                       "bars or shorten the window")
-            X: Any = sequence_windows(feats.to_numpy(dtype="float32"), seq)
-            y, index = y[seq - 1:], index[seq - 1:]
+        if seq is None:
+            keep = complete & labelled
+            X: Any = feats.loc[keep]
+            y = labels.to_numpy()[keep].astype("int64")
+            index = pd.DatetimeIndex(feats.index[keep])
         else:
-            X = feats
+            X, y, index = _windows(feats, complete, labelled, labels.to_numpy(), seq, sequence_windows)
     embargo = max(int(cfg.task.embargo or 0), int(spec.horizon))
     splits = chronological_split(len(y), float(cfg.task.val_frac), float(cfg.task.test_frac), embargo)
     for name, span in zip(("train", "val", "test"), splits, strict=True):
@@ -130,6 +128,29 @@ def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
     return Dataset(bars=bars, X=X, y=y, index=index, feature_names=names, splits=splits, horizon=int(spec.horizon),
                    n_classes=int(spec.n_classes), bar_seconds=tf.seconds, embargo=embargo,
                    clean_report=clean_report, source=source.describe(), fingerprint=data_fp)
+
+
+def _windows(feats: pd.DataFrame, complete: np.ndarray, labelled: np.ndarray, labels: np.ndarray, seq: int,
+             sequence_windows: Any) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
+    """Windows of ``seq`` consecutive rows, all with complete features, ending on a labelled row.
+
+    Usually that is one contiguous block (warm-up rows at the start, unlabelled rows at the end) and the
+    windows stay a view; rows missing in the middle force a copy of the valid windows.
+    """
+    n = len(feats)
+    if n < seq:
+        raise DataQualityError(f"{n} rows are fewer than model.seq_len={seq}; load more bars or shorten the window")
+    # a window ending at row i is valid when rows i-seq+1..i are all complete and row i is labelled
+    run = np.convolve(complete.astype("int64"), np.ones(seq, dtype="int64"), mode="valid")
+    valid = (run == seq) & labelled[seq - 1:]
+    where = np.flatnonzero(valid)
+    if where.size == 0:
+        raise DataQualityError(f"no window of {seq} rows with complete features and a label; load more bars")
+    windows = sequence_windows(np.nan_to_num(feats.to_numpy(dtype="float32")), seq)
+    contiguous = where[-1] - where[0] + 1 == where.size
+    X = windows[where[0]:where[-1] + 1] if contiguous else windows[where]
+    ends = where + seq - 1
+    return X, labels[ends].astype("int64"), pd.DatetimeIndex(feats.index[ends])
 
 
 def trainer_settings(cfg: DictConfig) -> Any:
@@ -219,11 +240,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
                           "spans": {k: [str(data.index[s.start]), str(data.index[s.stop - 1])]
                                     for k, s in zip(("train", "val", "test"), data.splits, strict=True)}},
                          "report/dataset.json")
+        samples = int(cfg.task.importance_samples)
         _report(cfg, tracked, console, ReportContext(
             run=tracked, pipeline=pipe, X_eval=data.take(test), y_eval=data.y[test], proba=test_proba,
             feature_names=data.feature_names, backtest=test_bt, span="test",
-            max_samples=min(int(cfg.task.importance_samples), 200) if cfg.smoke else int(cfg.task.importance_samples),
-            seed=int(cfg.seed)), run_steps)
+            max_samples=min(samples, SMOKE_REPORT_SAMPLES) if cfg.smoke else samples, seed=int(cfg.seed)), run_steps)
         if cfg.task.save_model:
             _save(cfg, pipe, tracked, console, data)
         _summary(console, metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,20 @@ class Store:
         return Path(self.client.download_artifacts(run_id, path, str(dst))).read_text()
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, created (tables + migrations, several seconds) once per session."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
 @pytest.fixture
-def store(engine_root: Path) -> Store:
+def store(engine_root: Path, mlflow_template: Path) -> Store:
+    """The job's MLflow store under ENGINE_ROOT, pre-created from the template."""
+    shutil.copyfile(mlflow_template, engine_root / "mlflow.db")
     return Store(engine_root)
 
 

@@ -184,3 +184,33 @@ def test_report_steps_match_the_schema() -> None:
     from engine.tasks.reporting import STEPS
 
     assert set(STEPS) == set(REPORT_STEPS)
+
+
+def test_windows_skip_incomplete_rows_and_unlabelled_ends() -> None:
+    import pandas as pd
+
+    from engine.data.datasets import sequence_windows
+    from engine.tasks.train import _windows
+
+    n, seq = 20, 4
+    idx = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
+    feats = pd.DataFrame({"a": np.arange(n, dtype="float64"), "b": np.arange(n, dtype="float64") * 10}, index=idx)
+    feats.iloc[:2] = np.nan  # warm-up
+    labels = (np.arange(n) % 2).astype("float64")
+    labels[-3:] = np.nan  # horizon runs past the data
+    complete, labelled = feats.notna().all(axis=1).to_numpy(), ~np.isnan(labels)
+
+    X, y, index = _windows(feats, complete, labelled, labels, seq, sequence_windows)
+    # first window: rows 2..5; last window ends on the last labelled row 16
+    assert X.shape == (16 - 5 + 1, seq, 2)
+    assert X[0, :, 0].tolist() == [2, 3, 4, 5] and X[-1, -1, 0] == 16
+    assert index[0] == idx[5] and index[-1] == idx[16]
+    np.testing.assert_array_equal(y, labels[5:17].astype("int64"))
+    assert np.shares_memory(X[0], X[1])  # contiguous block: overlapping views, not a materialised copy
+
+    feats.iloc[9] = np.nan  # a hole in the middle: no window may contain row 9
+    complete = feats.notna().all(axis=1).to_numpy()
+    X, y, index = _windows(feats, complete, labelled, labels, seq, sequence_windows)
+    assert not np.isin(9.0, X[:, :, 0])
+    assert idx[9] not in index and idx[12] not in index and idx[13] in index
+    assert np.isfinite(X).all()
