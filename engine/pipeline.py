@@ -344,6 +344,7 @@ class MLPipeline:
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
                 warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
                 warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning vs torch 2.13 pytree API
                 trainer.fit(module, train_loader, val_loader)
             if checkpoint is not None and checkpoint.best_model_path:
                 state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -589,7 +590,7 @@ class MLPipeline:
         import mlflow
         from mlflow.models import infer_signature
 
-        from engine.models.mlflow_pyfunc import PipelinePyfunc
+        from engine.models import mlflow_model_code_path
 
         example = input_example if input_example is not None else self.input_example()
         signature = infer_signature(example, self.predict_proba(example))
@@ -599,9 +600,12 @@ class MLPipeline:
             artifact = self.save_copy(Path(tmp) / "pipeline.zip")
 
             def _log() -> str:
-                info = mlflow.pyfunc.log_model(name=name, python_model=PipelinePyfunc(),
-                                               artifacts={"pipeline": str(artifact)}, signature=signature,
-                                               input_example=example)
+                with warnings.catch_warnings():
+                    # the wrapper's predict is untyped on purpose: the signature describes the input
+                    warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+                    info = mlflow.pyfunc.log_model(name=name, python_model=mlflow_model_code_path(),
+                                                   artifacts={"pipeline": str(artifact)}, signature=signature,
+                                                   input_example=example)
                 return str(info.model_uri)
 
             if active is not None and (target is None or active.info.run_id == target):
