@@ -115,3 +115,25 @@ def test_accepts_read_only_window_views_from_the_data_layer(bars, quick):
     pipe = MLPipeline("transformer", {"d_model": 8, "nhead": 2, "num_layers": 1}, trainer=quick)
     pipe.fit(W, window_targets(bars.y[:500], 6), epochs=1, feature_names=bars.names)
     assert pipe.predict_proba(W[-3:]).shape == (3, 2)
+
+
+def test_torch_threads_apply_to_training_only(bars):
+    import torch
+
+    from engine.pipeline import TrainerSettings
+
+    seen = []
+
+    from lightning.pytorch.callbacks import Callback
+
+    class ThreadProbe(Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    pipe = MLPipeline("dnn", {"hidden_dims": [4]},
+                      trainer=TrainerSettings(max_epochs=1, enable_progress_bar=False, torch_threads=target))
+    pipe.fit(bars.X[:300], bars.y[:300], callbacks=[ThreadProbe()])
+    assert seen == [target]
+    assert torch.get_num_threads() == before
