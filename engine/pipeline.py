@@ -317,9 +317,10 @@ class MLPipeline:
         import torch
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-        from engine.models.lit import LitClassifier, job_run_logger
+        from engine.models.lit import LitClassifier, drop_lightning_adverts, job_run_logger
         from engine.models.nets import build_network
 
+        drop_lightning_adverts()
         ts = self.trainer
         scaler = StandardScaler.fit(x_tr)
         L.seed_everything(self.seed, workers=True, verbose=False)

@@ -7,6 +7,8 @@ CPU step, and the benchmark holds this path to >= 0.9x a plain PyTorch loop.
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
 from torch import nn
@@ -96,3 +98,15 @@ class TensorBatches(torch.utils.data.Dataset):
 
 def identity_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+
+def drop_lightning_adverts() -> None:
+    """Lightning logs a product tip on every Trainer; keep job logs to what the run did (idempotent)."""
+    target = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in target.filters):
+        target.addFilter(_DropAdverts())
