@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg.task.model_name) / MODEL_FILE
     if not path.exists():
         raise ConfigError("task.model_path", f"no saved model at {path}; train one first (task=train with the same "
-                                             "experiment) or point task.model_path at a saved model directory")
+                                             "experiment) or point task.model_path at a saved pipeline.zip")
     with job_run(cfg) as tracked:
         with phase(console, f"load model {path}"):
             pipe = MLPipeline.load(path)

@@ -113,13 +113,21 @@ def test_experiment_smoke_in_process(compose_job, store: Store, experiment: str)
     assert cfg.task.objective in metrics
 
 
+def test_three_class_labels_trade_on_up_and_down_probabilities(compose_job, store: Store) -> None:
+    cfg, metrics = _train(compose_job, ["+experiment=rf_15m", "labels=ternary", *FAST])
+    assert cfg.labels.kind == "ternary"
+    _check_run(store, cfg, metrics)  # also checks the saved model returns 3 class probabilities
+
+
 @pytest.mark.parametrize("experiment", EXPLAINED)
 def test_explain_logs_a_shap_summary_of_the_saved_model(compose_job, store: Store, experiment: str) -> None:
     from engine.tasks import explain
 
-    cfg, metrics = _train(compose_job, [f"+experiment={experiment}", *FAST])
+    # shorter windows keep the net's case quick; the explain run must rebuild the very same dataset
+    extra = ["model.seq_len=16"] if experiment == "cnn1d_5m" else []
+    cfg, metrics = _train(compose_job, [f"+experiment={experiment}", *extra, *FAST])
     _check_run(store, cfg, metrics)
-    ecfg = compose_job([f"+experiment={experiment}", "smoke=true", "task=explain", "task.max_samples=40"])
+    ecfg = compose_job([f"+experiment={experiment}", *extra, "smoke=true", "task=explain", "task.max_samples=40"])
     validate(ecfg)
     out = explain.run(ecfg)
     assert out["n_explained"] == 40
