@@ -622,7 +622,8 @@ class MLPipeline:
                     warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
                     info = mlflow.pyfunc.log_model(name=name, python_model=mlflow_model_code_path(),
                                                    artifacts={"pipeline": str(artifact)}, signature=signature,
-                                                   input_example=example)
+                                                   input_example=example,
+                                                   pip_requirements=self._pip_requirements())
                 return str(info.model_uri)
 
             if active is not None and (target is None or active.info.run_id == target):
@@ -644,6 +645,21 @@ class MLPipeline:
                         client.update_run(target, status="RUNNING")
             finally:
                 mlflow.set_tracking_uri(previous)
+
+    def _pip_requirements(self) -> list[str]:
+        # Pinned from this environment: MLflow's own inference loads the model in a subprocess (seconds)
+        # and misses the libraries the family needs.
+        from importlib import metadata as md
+
+        dists = ["mlflow", "numpy", "pandas", "scikit-learn"]
+        dists += ["torch", "lightning"] if self.is_net else (["xgboost"] if self.model_type == "xgboost" else [])
+        out = []
+        for dist in dists:
+            try:
+                out.append(f"{dist}=={md.version(dist)}")
+            except md.PackageNotFoundError:
+                out.append(dist)
+        return out
 
     def save_copy(self, path: Path) -> Path:
         """``save`` without DVC tracking (for copies embedded elsewhere, e.g. the MLflow model)."""

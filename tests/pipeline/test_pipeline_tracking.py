@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ def mlflow_run(tmp_path):
 
 def test_lightning_writes_into_the_job_run_and_model_loads_back(bars, quick, mlflow_run):
     import mlflow
+    import torch
 
     client, uri, run_id = mlflow_run
     pipe = MLPipeline("cnn1d", {"channels": 4, "num_layers": 2}, trainer=quick, mlflow_run_id=run_id,
@@ -43,9 +45,11 @@ def test_lightning_writes_into_the_job_run_and_model_loads_back(bars, quick, mlf
         model = mlflow.pyfunc.load_model(uri_model)
         got = model.predict(bars.W[-20:].astype("float32"))
         info = mlflow.models.get_model_info(uri_model)
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(uri_model)).read_text()
     finally:
         mlflow.set_tracking_uri(previous)
     assert np.allclose(np.asarray(got), pipe.predict_proba(bars.W[-20:]))
+    assert f"torch=={torch.__version__}" in requirements and "lightning==" in requirements
     assert info.signature is not None and list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 8, 4]
     assert client.get_run(run_id).info.status == "RUNNING"
 
