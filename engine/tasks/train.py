@@ -194,12 +194,27 @@ def evaluate(pipe: Any, data: Dataset, span: slice, name: str, settings: Any) ->
     return {f"{name}_{k}": float(v) for k, v in metrics.items()}, proba, result
 
 
+def check_objective(name: str | None) -> None:
+    """Refuse, before any work, an objective the task will never return (a sweep would fail on every trial)."""
+    from engine.metrics import METRIC_NAMES as CLASSIFICATION
+    from engine.trading.backtest import METRIC_NAMES as TRADING
+
+    if name is None:
+        return
+    known = {f"{span}_{m}" for span in ("val", "test") for m in (*CLASSIFICATION, *TRADING)}
+    known |= {"fit_seconds", "n_train", "n_val", "n_test", "n_features"}
+    if name not in known and not name.startswith(("fit_", "clean_")):
+        raise ConfigError("task.objective", f"{name!r} is not a metric task=train returns; use val_<m> or test_<m> "
+                                            f"with m one of {', '.join((*CLASSIFICATION, *TRADING))}")
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     from engine.pipeline import MLPipeline
     from engine.tasks.reporting import ReportContext, run_steps
     from engine.trading.backtest import BacktestSettings
 
     console = Console(stderr=True, soft_wrap=True)
+    check_objective(cfg.task.get("objective"))
     if cfg.get("model") is None:
         raise ConfigError("model", "task=train needs a model; pick one, e.g. model=xgboost")
     settings = build(cfg.backtest, BacktestSettings, key="backtest") if cfg.get("backtest") is not None \

@@ -24,6 +24,7 @@ import pandas as pd
 from engine.errors import ConfigError, DataQualityError
 
 SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades around the clock
+METRIC_NAMES = ("total_return", "sharpe", "max_drawdown", "hit_rate", "turnover", "n_trades", "exposure", "n_bars")
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,11 @@ def test_experiment_smoke_in_process(compose_job, store: Store, experiment: str)
     cfg, metrics = _train(compose_job, [f"+experiment={experiment}", *FAST])
     _check_run(store, cfg, metrics)
     assert cfg.task.objective in metrics
+    # every name check_objective accepts for the val/test spans is really returned
+    from engine.metrics import METRIC_NAMES
+    from engine.trading.backtest import METRIC_NAMES as TRADING
+
+    assert {f"{s}_{m}" for s in ("val", "test") for m in (*METRIC_NAMES, *TRADING)} <= set(metrics)
 
 
 def test_three_class_labels_trade_on_up_and_down_probabilities(compose_job, store: Store) -> None:
@@ -178,6 +183,14 @@ def test_bad_values_fail_validation_naming_the_key(compose, override: str, key: 
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.key == key
+
+
+def test_unknown_objective_is_refused_before_any_work(compose_job) -> None:
+    from engine.tasks import train
+
+    cfg = compose_job(["+experiment=xgb_1m", "task.objective=val_sharp", "tracking=off"])
+    with pytest.raises(ConfigError, match=r"task\.objective.*val_sharp"):
+        train.run(cfg)
 
 
 def test_misspelt_hyperparameter_fails_composition(compose) -> None:
