@@ -189,6 +189,7 @@ class TrainTaskConfig(_ModelTaskConfig):
     objective: str | None = "val_sharpe"
     save_model: bool = True
     log_model: bool = True  # also log an MLflow model (signature + input example)
+    dvc_track: bool = False  # `dvc add` the saved artifact (needs a DVC repository above paths.models)
     report: list[str] = field(default_factory=lambda: ["confusion_matrix", "feature_importance", "equity_curve"],
                               metadata={"item_choices": REPORT_STEPS})
     importance_samples: int = bounded(500, ge=10)  # rows used for permutation importance

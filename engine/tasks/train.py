@@ -227,7 +227,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         dev = slice(train.start, val.stop)
         params = OmegaConf.to_container(cfg.model.params, resolve=True)
         pipe = MLPipeline(str(cfg.model.type), params, trainer=trainer_settings(cfg), device=_device(cfg),
-                          seed=int(cfg.seed), output_dim=data.n_classes, dvc_track=False,
+                          seed=int(cfg.seed), output_dim=data.n_classes, dvc_track=bool(cfg.task.dvc_track),
                           mlflow_run_id=tracked.run_id, mlflow_tracking_uri=tracked.tracking_uri)
         console.print(f"[bold]fit[/] {cfg.model.type} on {dev.stop - dev.start:,} samples "
                       f"(last {val.stop - val.start:,} validate)")

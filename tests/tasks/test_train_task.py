@@ -235,3 +235,19 @@ def test_windows_skip_incomplete_rows_and_unlabelled_ends() -> None:
     assert not np.isin(9.0, X[:, :, 0])
     assert idx[9] not in index and idx[12] not in index and idx[13] in index
     assert np.isfinite(X).all()
+
+
+def test_dvc_track_versions_the_saved_model(compose_job, engine_root: Path) -> None:
+    import hashlib
+    import subprocess
+    import sys
+
+    from engine.tasks import train
+
+    dvc = Path(sys.executable).with_name("dvc")
+    subprocess.run([str(dvc), "init", "--no-scm", "-q"], cwd=engine_root, check=True, timeout=120)
+    cfg = compose_job(["+experiment=rf_15m", "smoke=true", "tracking=off", "task.dvc_track=true"])
+    train.run(cfg)
+    artifact = engine_root / "models" / "rf_15m" / "pipeline.zip"
+    meta = artifact.with_name("pipeline.zip.dvc").read_text()
+    assert hashlib.md5(artifact.read_bytes()).hexdigest() in meta  # DVC's content hash of this very file
