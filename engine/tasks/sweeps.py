@@ -33,4 +33,5 @@ class PrepareTrackingStore(Callback):
 
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-        log.info("MLflow store ready for the sweep: %s", uri)
+        # the URI itself is not logged: a server URI may carry credentials
+        log.info("MLflow store ready for the sweep")
