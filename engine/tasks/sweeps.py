@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -19,19 +21,16 @@ class PrepareTrackingStore(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from mlflow.tracking import MlflowClient
-
         # The sweep's parent has no job yet; paths may interpolate ${hydra:runtime.cwd}.
         HydraConfig.instance().set_config(config)
         if not config.tracking.enabled:
             return
-
         uri = str(config.tracking.uri)
-        if uri.startswith("sqlite:///"):
-            from pathlib import Path
+        if not uri.startswith("sqlite:///"):
+            return  # a tracking server creates its schema once, itself
+        from mlflow.tracking import MlflowClient
 
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
         # the URI itself is not logged: a server URI may carry credentials
         log.info("MLflow store ready for the sweep")
