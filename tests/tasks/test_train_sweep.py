@@ -13,7 +13,11 @@ SWEPT = ("model.params.max_depth", "model.params.learning_rate", "model.params.n
          "model.params.min_child_weight", "backtest.long_threshold", "backtest.short_threshold")
 
 
-def test_two_trial_optuna_sweep_lands_in_one_experiment(run_engine, store: Store, engine_root: Path) -> None:
+def test_two_trial_optuna_sweep_lands_in_one_experiment(run_engine, engine_root: Path) -> None:
+    # A fresh project: no MLflow store yet, so the two parallel trials would race to create it if the
+    # sweep's parent did not (engine.tasks.sweeps.PrepareTrackingStore).
+    assert not (engine_root / "mlflow.db").exists()
+    store = Store(engine_root)
     proc = run_engine("--multirun", "+experiment=xgb_1m", "hparams_search=xgb_optuna", "smoke=true",
                       "task.log_model=false", "task.report=[confusion_matrix]", "hydra.sweeper.n_trials=2",
                       "hydra.sweep.dir=sweep", timeout=600)
