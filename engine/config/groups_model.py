@@ -140,6 +140,8 @@ class TrainerConfig:
     num_workers: int = bounded(0, ge=0)
     enable_progress_bar: bool = True
     deterministic: bool = True
+    # Intra-op threads while training; 0 leaves torch's default. 1 is faster on small shared machines.
+    torch_threads: int = bounded(0, ge=0)
 
 
 # -- backtest -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from engine.config import PROJECT_ROOT
 from engine.config.build import build
@@ -66,9 +67,10 @@ def run_name(cfg: DictConfig) -> str:
 def _hydra_tags() -> dict[str, str]:
     try:
         hc = HydraConfig.get()
-    except ValueError:
+        output_dir = hc.runtime.output_dir
+    except (ValueError, MissingMandatoryValue):  # compose API: no Hydra app, or no job dir yet
         return {}
-    tags = {"hydra_output_dir": str(hc.runtime.output_dir)}
+    tags = {"hydra_output_dir": str(output_dir)}
     if str(hc.mode) == "RunMode.MULTIRUN":
         tags |= {"sweep_dir": str(hc.sweep.dir), "sweep_job": str(hc.job.num)}
     return tags
