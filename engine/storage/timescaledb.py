@@ -149,10 +149,9 @@ class TimescaleDBClient:
         frame = ticks if isinstance(ticks, pd.DataFrame) else _ticks_from_records(ticks)
         if "timestamp" in frame.columns:
             frame = frame.set_index(pd.to_datetime(frame["timestamp"], utc=True)).drop(columns="timestamp")
-        groups = [(symbol, frame)] if symbol is not None else list(frame.groupby("symbol", sort=False))
         if symbol is None and "symbol" not in frame.columns:
             raise StorageError("insert_ticks needs symbol=... or a 'symbol' column")
-        added = 0
+        groups = [(symbol, frame)] if symbol is not None else list(frame.groupby("symbol", sort=False))
         cols = "symbol, timestamp, bid, ask, volume"
         with self._tx() as cur:
             cur.execute("CREATE TEMP TABLE _stage_ticks (LIKE ticks INCLUDING DEFAULTS) ON COMMIT DROP")

@@ -140,3 +140,11 @@ def test_timescaledb_default_connection_is_encrypted_and_cert_verifies(pg: PgSer
     conn = psycopg2.connect(**pg.kwargs(), sslmode="verify-full", sslrootcert=pg.sslrootcert)
     conn.close()
     client.close()
+
+
+@pytest.mark.postgres
+def test_timescaledb_ticks_without_symbol_is_a_typed_error(db: TimescaleDBClient) -> None:
+    frame = pd.DataFrame({"timestamp": ["2024-08-09T00:00:00Z"], "bid": [1.0], "ask": [1.1], "volume": [0.0]})
+    with pytest.raises(StorageError, match="symbol"):
+        db.insert_ticks(frame)
+    assert db.insert_ticks(frame, symbol="BTCUSD") == 1
