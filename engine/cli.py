@@ -44,7 +44,8 @@ def help_text(conf: Path = CONF_DIR) -> str:
         "Examples:",
         "  python -m engine task=prepare                   # bundled sample -> data/raw (Parquet)",
         "  python -m engine +experiment=lstm_5m            # a bundled experiment, end to end",
-        "  python -m engine --multirun model=xgboost,random_forest",
+        "  python -m engine --multirun task=train model=xgboost,random_forest",
+        "  python -m engine --multirun +experiment=xgb_1m hparams_search=xgb_optuna   # Optuna sweep",
         "  python -m engine --cfg job                      # print the composed config and exit",
         "",
         "Hydra's own flags: --hydra-help. Runs are tracked in MLflow: mlflow ui --backend-store-uri "
