@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -24,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import pandas as pd
 import requests
+from urllib3.util.retry import Retry
 
 from engine.connectors import contract as c
 from engine.connectors import frames as f
@@ -127,6 +129,17 @@ class MT5RestClient:
         self._offset = None if server_time_offset_hours is None else pd.Timedelta(hours=server_time_offset_hours)
         self._own_session = session is None
         self._session = session or requests.Session()
+        if session is not None:
+            try:
+                adapter_retry = getattr(session.get_adapter(self.base_url), "max_retries", None)
+            except requests.exceptions.InvalidSchema:
+                adapter_retry = None
+            if _posts_may_repeat(adapter_retry):
+                # urllib3 would resend an order behind our back, skipping reconciliation.
+                raise ConfigError("connector.session", "the injected session's adapter max_retries may resend "
+                                                       "POSTs (orders); mount an adapter whose Retry has "
+                                                       "read=0, status=0, other=0 or allowed_methods without "
+                                                       "POST (the client retries GETs itself)")
         self._verify: bool | str = ca_bundle if ca_bundle else bool(verify_tls)
         self._rng = random.Random(seed)
         self._sleep = sleep
@@ -358,9 +371,10 @@ class MT5RestClient:
                    idempotency_key: str | None = None, type_filling: str = "IOC") -> OrderResult:
         """Send a market or limit order once, whatever happens to the connection.
 
-        ``comment`` defaults to ``eng-<first 12 characters of the key>`` so that it identifies the order
+        ``comment`` defaults to ``eng-<24 hex digits of sha256(key)>`` so that it identifies the order
         for reconciliation; pass a deterministic ``idempotency_key`` (e.g. from the signal) to stay
-        safe across restarts. Refusals raise OrderRejectedError, price moves RequoteError, an
+        safe across restarts. A custom ``comment`` must be unique per order (with the same magic):
+        reconciliation takes any deal or pending order carrying it as this order. Refusals raise OrderRejectedError, price moves RequoteError, an
         unknowable outcome OrderStateUnknownError.
         """
         side_u, kind_l = str(side).upper(), str(kind).lower()
@@ -369,7 +383,7 @@ class MT5RestClient:
         if isinstance(volume, bool) or not isinstance(volume, int | float) or not math.isfinite(volume) or volume <= 0:
             raise InvalidRequestError(f"volume must be a positive number of lots, got {volume!r}")
         key = idempotency_key or uuid.uuid4().hex
-        comment = f"eng-{key[:12]}" if comment is None else comment
+        comment = order_comment(key) if comment is None else comment
         if not comment or len(comment) > c.MAX_COMMENT:
             raise InvalidRequestError(f"comment must be 1..{c.MAX_COMMENT} characters: it identifies the order "
                                       "when an answer is lost")
@@ -383,7 +397,7 @@ class MT5RestClient:
                        comment: str | None = None, idempotency_key: str | None = None) -> OrderResult:
         """Close (all or ``volume`` of) a position by ticket; same once-only guarantees as send_order."""
         key = idempotency_key or uuid.uuid4().hex
-        comment = f"eng-{key[:12]}" if comment is None else comment
+        comment = order_comment(key) if comment is None else comment
         body: dict[str, Any] = {"ticket": int(ticket), "deviation": int(deviation), "magic": int(magic),
                                 "comment": comment}
         if volume is not None:
@@ -481,6 +495,26 @@ class MT5RestClient:
 
 
 _NOT_JSON = object()
+
+
+def order_comment(key: str) -> str:
+    """The default order comment for an Idempotency-Key. A digest, not a prefix: deterministic keys
+    derived from signals share long prefixes, and two orders with one comment would reconcile as one."""
+    return "eng-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _posts_may_repeat(retry: Any) -> bool:
+    """Whether an adapter's urllib3 Retry could resend a POST that already reached the server."""
+    if not isinstance(retry, Retry):
+        return False
+    if retry.total == 0 or retry.total is False:
+        return False
+    methods = retry.allowed_methods
+    # Falsy allowed_methods means every method is retryable; "other" errors ignore the method.
+    method_ok = not methods or "POST" in {str(m).upper() for m in methods}
+    def live(v: Any) -> bool:
+        return v is None or (v is not False and v > 0)
+    return live(retry.other) or (method_ok and (live(retry.read) or live(retry.status)))
 
 
 def _redact(text: str, secret: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from engine.connectors import contract as c
-from engine.connectors.mt5_rest import MT5RestClient
+from engine.connectors.mt5_rest import MT5RestClient, order_comment
 from engine.connectors.sim_market import SimSettings
 from engine.connectors.simulator import DEV_TOKEN, Faults, Simulator
 from engine.errors import (
@@ -340,7 +340,7 @@ def test_a_dropped_answer_is_reconciled_not_resent(simulator: Simulator, client:
     assert res.reconciled and res.retcode == c.RETCODE_DONE
     positions = client.positions()
     assert len(positions) == 1 and positions["magic"].iloc[0] == 42
-    assert positions["comment"].iloc[0] == f"eng-{res.idempotency_key[:12]}"
+    assert positions["comment"].iloc[0] == order_comment(res.idempotency_key)
 
 
 def test_a_refused_attempt_is_resent_once_with_the_same_key(simulator: Simulator, client: MT5RestClient) -> None:

@@ -1,0 +1,46 @@
+"""Review regressions: order identity for reconciliation, and transport retries that could resend a POST."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from engine.connectors import contract as c
+from engine.connectors.mt5_rest import MT5RestClient
+from engine.connectors.simulator import DEV_TOKEN, Simulator
+from engine.errors import ConfigError
+
+
+def test_deterministic_keys_with_a_shared_prefix_get_distinct_comments(simulator: Simulator,
+                                                                        client: MT5RestClient) -> None:
+    """Signal-derived keys share long prefixes; a refused second order must not be 'found' as the first."""
+    first = client.send_order("BTCUSD", "buy", 0.1, magic=9, idempotency_key="sig-BTCUSD-M1-2024-02-15T12:00")
+    simulator.faults.fail_next, simulator.faults.only_route = 1, "/order"
+    second = client.send_order("BTCUSD", "buy", 0.1, magic=9, idempotency_key="sig-BTCUSD-M1-2024-02-15T12:01")
+    assert second.retcode == c.RETCODE_DONE and not second.reconciled
+    assert second.deal != first.deal
+    positions = client.positions()
+    assert len(positions) == 2 and positions["comment"].nunique() == 2
+    assert all(len(x) <= c.MAX_COMMENT for x in positions["comment"])
+
+
+@pytest.mark.parametrize("retry", [Retry(total=3, allowed_methods=None), Retry(total=2, read=2, status=2,
+                                                                              allowed_methods={"GET", "POST"})])
+def test_a_session_whose_adapter_retries_posts_is_refused(simulator: Simulator, retry: Retry) -> None:
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    with pytest.raises(ConfigError, match="max_retries"):
+        MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2)
+    session.close()
+
+
+def test_a_session_retrying_only_connects_or_gets_is_accepted(simulator: Simulator) -> None:
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, other=0, status_forcelist=[503])))
+    session.mount("https://", HTTPAdapter(max_retries=Retry(connect=3, read=0, status=0, other=0,
+                                                            allowed_methods=None)))
+    with MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2) as cl:
+        assert cl.account_info()["balance"] > 0
+    session.close()
