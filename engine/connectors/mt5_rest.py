@@ -412,7 +412,17 @@ class MT5RestClient:
             still = self.orders()
             if (still["ticket"] == int(order_ticket)).any():
                 return None
-            return OrderResult.from_payload(c.result(c.RETCODE_DONE, order=int(order_ticket)), key, reconciled=True)
+            # Not pending any more is not "cancelled": it may have filled meanwhile.
+            done = self.history_orders()
+            states = done.loc[done["ticket"] == int(order_ticket), "state"]
+            if len(states) and int(states.iloc[-1]) == c.ORDER_STATE_CANCELED:
+                return OrderResult.from_payload(c.result(c.RETCODE_DONE, order=int(order_ticket)), key,
+                                                reconciled=True)
+            if len(states) and int(states.iloc[-1]) == c.ORDER_STATE_FILLED:
+                raise OrderRejectedError(f"POST /order: cannot cancel order {order_ticket}: it filled before the "
+                                         "cancel reached the terminal; a position is open",
+                                         retcode=c.RETCODE_INVALID_ORDER)
+            return None  # unknown here: resend with the same key, the server decides
 
         return self._send_money("/order", body, key, gone)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
@@ -10,7 +11,8 @@ from urllib3.util.retry import Retry
 from engine.connectors import contract as c
 from engine.connectors.mt5_rest import MT5RestClient
 from engine.connectors.simulator import DEV_TOKEN, Simulator
-from engine.errors import ConfigError
+from engine.errors import ConfigError, OrderRejectedError
+from tests.connectors.conftest import REPLAY_START
 
 
 def test_deterministic_keys_with_a_shared_prefix_get_distinct_comments(simulator: Simulator,
@@ -44,3 +46,27 @@ def test_a_session_retrying_only_connects_or_gets_is_accepted(simulator: Simulat
     with MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2) as cl:
         assert cl.account_info()["balance"] > 0
     session.close()
+
+
+def test_cancel_of_an_order_that_filled_meanwhile_is_not_reported_as_cancelled(
+        simulator: Simulator, client: MT5RestClient, sample_bars: pd.DataFrame) -> None:
+    """A lost cancel answer reconciles by 'not pending any more'; a fill is also 'not pending'."""
+    spread = simulator.market.s.spread_points * simulator.market.s.point
+    now = pd.Timestamp(REPLAY_START)
+    future = sample_bars.loc[now:].iloc[:240]
+    limit = round(float(future["low"].iloc[1:].min()) + spread + 1.0, 2)
+    placed = client.send_order("BTCUSD", "buy", 0.1, kind="limit", price=limit, magic=5)
+    hit = future.index[1:][(future["low"].iloc[1:] + spread <= limit).to_numpy()][0]
+    simulator.advance(int((hit - now) / pd.Timedelta(minutes=1)) + 1)
+    assert client.orders().empty and len(client.positions()) == 1  # filled
+    simulator.faults.fail_next, simulator.faults.only_route = 1, "/order"
+    with pytest.raises(OrderRejectedError, match="filled"):
+        client.cancel_order(placed.order)
+
+
+def test_cancel_with_a_lost_answer_is_reconciled(simulator: Simulator, client: MT5RestClient) -> None:
+    bid = client.latest_tick("BTCUSD")["bid"]
+    placed = client.send_order("BTCUSD", "sell", 0.1, kind="limit", price=round(bid * 1.2, 2))
+    simulator.faults.drop_next, simulator.faults.only_route = 1, "/order"
+    res = client.cancel_order(placed.order)
+    assert res.reconciled and res.retcode == c.RETCODE_DONE and client.orders().empty
