@@ -105,17 +105,29 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_mapping(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Mask values of secret-looking keys (a ``${secret:name}`` reference is kept: it is not a secret)."""
+    """Mask values of secret-looking keys (a ``${secret:name}`` reference is kept: it is not a secret),
+    and remembered secrets anywhere inside values, nested dicts/lists and numbers included."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         text = value if isinstance(value, str) else None
-        if is_secret_key(key) and value not in (None, "") and not (text and _REFERENCE.match(text)):
+        if is_secret_key(str(key)) and value not in (None, "") and not (text and _REFERENCE.match(text)):
             out[key] = MASK
-        elif text is not None:
-            out[key] = redact_text(text)
         else:
-            out[key] = value
+            out[key] = _redact_value(value)
     return out
+
+
+def _redact_value(value: Any) -> Any:
+    # A whole group aliased into a param (``x: ${storage}``) arrives as a dict, a numeric secret as a number.
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return redact_mapping(value)
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and _known:
+        return MASK if redact_text(str(value)) != str(value) else value
+    return value
 
 
 def _scrub_record(record: logging.LogRecord) -> None:
