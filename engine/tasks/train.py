@@ -77,6 +77,11 @@ def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
     for group in ("features", "labels"):
         if cfg.get(group) is None:
             raise ConfigError(group, f"task={cfg.task.name} needs a {group} group; pick one, e.g. {group}=standard")
+    cleaner_cfg = cfg.get("cleaner")
+    if cleaner_cfg is not None and cleaner_cfg.get("enabled", True) and not cleaner_cfg.get("causal", True):
+        # centred windows (and a whole-sample Isolation Forest) decide which bars survive with later bars
+        raise ConfigError("cleaner.causal", f"task={cfg.task.name} feeds a model, so cleaning must judge each bar "
+                                            "with earlier bars only; set cleaner.causal=true (or cleaner=off)")
     with phase(console, "load bars"):
         bars, source = load_bars(cfg)
         data_fp = fingerprint(bars)
@@ -87,7 +92,11 @@ def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
         if tf.seconds < base.seconds:
             raise ConfigError("task.bar_size", f"{tf.mt5} is finer than the loaded {base.mt5} bars")
         with phase(console, f"resample {base.mt5} -> {tf.mt5}"):
+            last_close = bars.index[-1] + pd.Timedelta(seconds=base.seconds) if len(bars) else None
             bars = resample_bars(bars, tf)
+            if last_close is not None and bars.index[-1] + pd.Timedelta(seconds=tf.seconds) > last_close:
+                # the data ends inside this bar: its "close" is not the bar's close, so it is no bar yet
+                bars = bars.iloc[:-1]
     clean_report: dict[str, Any] = {}
     if cfg.get("cleaner") is not None:
         with phase(console, "clean"):
