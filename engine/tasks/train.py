@@ -210,10 +210,14 @@ def check_objective(name: str | None) -> None:
 
     if name is None:
         return
+    if name.startswith("test_"):
+        # A sweep that maximises a test metric picks hyperparameters on the held-out span.
+        raise ConfigError("task.objective", f"{name!r} would select on the held-out test span; optimise "
+                                            f"val_{name.removeprefix('test_')} instead")
     known = {f"{span}_{m}" for span in ("val", "test") for m in (*CLASSIFICATION, *TRADING)}
     known |= {"fit_seconds", "n_train", "n_val", "n_test", "n_features"}
     if name not in known and not name.startswith(("fit_", "clean_")):
-        raise ConfigError("task.objective", f"{name!r} is not a metric task=train returns; use val_<m> or test_<m> "
+        raise ConfigError("task.objective", f"{name!r} is not a metric task=train returns; use val_<m> "
                                             f"with m one of {', '.join((*CLASSIFICATION, *TRADING))}")
 
 

@@ -193,6 +193,14 @@ def test_unknown_objective_is_refused_before_any_work(compose_job) -> None:
         train.run(cfg)
 
 
+def test_test_span_objective_is_refused(compose_job) -> None:
+    from engine.tasks import train
+
+    cfg = compose_job(["+experiment=xgb_1m", "task.objective=test_sharpe", "tracking=off"])
+    with pytest.raises(ConfigError, match=r"task\.objective.*held-out test span.*val_sharpe"):
+        train.run(cfg)
+
+
 def test_misspelt_hyperparameter_fails_composition(compose) -> None:
     from hydra.errors import ConfigCompositionException
 
