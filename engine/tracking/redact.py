@@ -201,6 +201,8 @@ class RedactingStream:
             self.write(line)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_inner":  # copy/pickle probe attributes before __init__ ran: no endless recursion
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
 

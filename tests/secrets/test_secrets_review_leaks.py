@@ -34,3 +34,18 @@ def test_mlflow_params_and_tags_never_hold_a_secret_nested_in_a_group(tmp_path: 
     dumped = repr(data.params) + repr(data.tags)
     assert SECRET not in dumped and str(PIN) not in dumped
     assert '"host": "db"' in data.params["probe_copy"] and data.params["pin_alias"] == MASK
+
+
+def test_wrapped_stream_survives_copy_and_keeps_tty_facts() -> None:
+    import copy
+    import io
+
+    from engine.tracking.redact import RedactingStream
+
+    inner = io.StringIO()
+    stream = RedactingStream(inner)
+    twin = copy.copy(stream)  # used to recurse forever through __getattr__
+    remember_all(SECRET)
+    twin.write(f"pw={SECRET}\n")
+    assert inner.getvalue() == f"pw={MASK}\n"
+    assert stream.isatty() is False and stream.writable()
