@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -130,11 +131,11 @@ class MT5RestClient:
         self._own_session = session is None
         self._session = session or requests.Session()
         if session is not None:
-            try:
-                adapter_retry = getattr(session.get_adapter(self.base_url), "max_retries", None)
-            except requests.exceptions.InvalidSchema:
-                adapter_retry = None
-            if _posts_may_repeat(adapter_retry):
+            retries = []
+            for route in ("/order", "/close_position"):  # mounts match by prefix: check the POST URLs
+                with contextlib.suppress(requests.exceptions.InvalidSchema):
+                    retries.append(getattr(session.get_adapter(self.base_url + route), "max_retries", None))
+            if any(_posts_may_repeat(r) for r in retries):
                 # urllib3 would resend an order behind our back, skipping reconciliation.
                 raise ConfigError("connector.session", "the injected session's adapter max_retries may resend "
                                                        "POSTs (orders); mount an adapter whose Retry has "

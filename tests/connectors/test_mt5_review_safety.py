@@ -70,3 +70,11 @@ def test_cancel_with_a_lost_answer_is_reconciled(simulator: Simulator, client: M
     simulator.faults.drop_next, simulator.faults.only_route = 1, "/order"
     res = client.cancel_order(placed.order)
     assert res.reconciled and res.retcode == c.RETCODE_DONE and client.orders().empty
+
+
+def test_a_retrying_adapter_mounted_on_the_order_route_only_is_refused(simulator: Simulator) -> None:
+    session = requests.Session()
+    session.mount(simulator.url + "/order", HTTPAdapter(max_retries=Retry(total=2, allowed_methods=None)))
+    with pytest.raises(ConfigError, match="max_retries"):
+        MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2)
+    session.close()
