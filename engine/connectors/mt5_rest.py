@@ -375,39 +375,52 @@ class MT5RestClient:
         ``comment`` defaults to ``eng-<24 hex digits of sha256(key)>`` so that it identifies the order
         for reconciliation; pass a deterministic ``idempotency_key`` (e.g. from the signal) to stay
         safe across restarts. A custom ``comment`` must be unique per order (with the same magic):
-        reconciliation takes any deal or pending order carrying it as this order. Refusals raise OrderRejectedError, price moves RequoteError, an
-        unknowable outcome OrderStateUnknownError.
+        reconciliation takes any deal or pending order carrying it as this order. Refusals raise
+        OrderRejectedError, price moves RequoteError, an unknowable outcome OrderStateUnknownError.
         """
         side_u, kind_l = str(side).upper(), str(kind).lower()
         if side_u not in ("BUY", "SELL") or kind_l not in ("market", "limit"):
             raise InvalidRequestError(f"side must be buy/sell and kind market/limit, got {side!r}, {kind!r}")
         if isinstance(volume, bool) or not isinstance(volume, int | float) or not math.isfinite(volume) or volume <= 0:
             raise InvalidRequestError(f"volume must be a positive number of lots, got {volume!r}")
-        key = idempotency_key or uuid.uuid4().hex
+        key = _key(idempotency_key)
         comment = order_comment(key) if comment is None else comment
-        if not comment or len(comment) > c.MAX_COMMENT:
+        if not isinstance(comment, str) or not comment or len(comment) > c.MAX_COMMENT:
             raise InvalidRequestError(f"comment must be 1..{c.MAX_COMMENT} characters: it identifies the order "
                                       "when an answer is lost")
-        body = {"action": "DEAL" if kind_l == "market" else "PENDING", "symbol": symbol, "volume": float(volume),
-                "type": side_u if kind_l == "market" else f"{side_u}_LIMIT", "price": float(price), "sl": float(sl),
-                "tp": float(tp), "deviation": int(deviation), "magic": int(magic), "comment": comment,
-                "type_filling": type_filling, "type_time": c.ORDER_TIME_GTC}
+        try:
+            magic = int(magic)
+            body = {"action": "DEAL" if kind_l == "market" else "PENDING", "symbol": str(symbol),
+                    "volume": float(volume), "type": side_u if kind_l == "market" else f"{side_u}_LIMIT",
+                    "price": float(price), "sl": float(sl), "tp": float(tp), "deviation": int(deviation),
+                    "magic": magic, "comment": comment, "type_filling": type_filling,
+                    "type_time": c.ORDER_TIME_GTC}
+        except (TypeError, ValueError):
+            raise InvalidRequestError("price, sl, tp must be numbers and deviation, magic integers; got "
+                                      f"{price!r}, {sl!r}, {tp!r}, {deviation!r}, {magic!r}") from None
         return self._send_money("/order", body, key, lambda: self._find(magic, comment, None))
 
     def close_position(self, ticket: int, volume: float | None = None, *, deviation: int = 20, magic: int = 0,
                        comment: str | None = None, idempotency_key: str | None = None) -> OrderResult:
         """Close (all or ``volume`` of) a position by ticket; same once-only guarantees as send_order."""
-        key = idempotency_key or uuid.uuid4().hex
+        key = _key(idempotency_key)
         comment = order_comment(key) if comment is None else comment
-        body: dict[str, Any] = {"ticket": int(ticket), "deviation": int(deviation), "magic": int(magic),
-                                "comment": comment}
-        if volume is not None:
-            body["volume"] = float(volume)
+        try:
+            body: dict[str, Any] = {"ticket": int(ticket), "deviation": int(deviation), "magic": int(magic),
+                                    "comment": comment}
+            if volume is not None:
+                body["volume"] = float(volume)
+        except (TypeError, ValueError):
+            raise InvalidRequestError("ticket, deviation and magic must be integers and volume a number or None; "
+                                      f"got {ticket!r}, {deviation!r}, {magic!r}, {volume!r}") from None
         return self._send_money("/close_position", body, key, lambda: self._find(None, comment, int(ticket)))
 
     def cancel_order(self, order_ticket: int, *, idempotency_key: str | None = None) -> OrderResult:
-        key = idempotency_key or uuid.uuid4().hex
-        body = {"action": "REMOVE", "order": int(order_ticket)}
+        key = _key(idempotency_key)
+        try:
+            body = {"action": "REMOVE", "order": int(order_ticket)}
+        except (TypeError, ValueError):
+            raise InvalidRequestError(f"order_ticket must be an integer, got {order_ticket!r}") from None
 
         def gone() -> OrderResult | None:
             still = self.orders()
@@ -506,6 +519,14 @@ class MT5RestClient:
 
 
 _NOT_JSON = object()
+
+
+def _key(idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise InvalidRequestError(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+    return idempotency_key
 
 
 def order_comment(key: str) -> str:

@@ -11,7 +11,7 @@ from urllib3.util.retry import Retry
 from engine.connectors import contract as c
 from engine.connectors.mt5_rest import MT5RestClient
 from engine.connectors.simulator import DEV_TOKEN, Simulator
-from engine.errors import ConfigError, OrderRejectedError
+from engine.errors import ConfigError, InvalidRequestError, OrderRejectedError
 from tests.connectors.conftest import REPLAY_START
 
 
@@ -78,3 +78,21 @@ def test_a_retrying_adapter_mounted_on_the_order_route_only_is_refused(simulator
     with pytest.raises(ConfigError, match="max_retries"):
         MT5RestClient(simulator.url, DEV_TOKEN, session=session, server_time_offset_hours=2)
     session.close()
+
+
+@pytest.mark.parametrize("call", [
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, price="cheap"),
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, sl=None),
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, magic="five"),
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, comment=123),
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, idempotency_key=42),
+    lambda cl: cl.send_order("BTCUSD", "buy", 0.1, idempotency_key="  "),
+    lambda cl: cl.close_position("abc"),
+    lambda cl: cl.close_position(1, volume="all"),
+    lambda cl: cl.cancel_order(None),
+])
+def test_bad_order_arguments_are_typed_errors_and_send_nothing(simulator: Simulator, client: MT5RestClient,
+                                                               call) -> None:
+    with pytest.raises(InvalidRequestError):
+        call(client)
+    assert client.positions().empty and client.orders().empty
