@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +34,7 @@ log = logging.getLogger("engine.connectors.server")
 _FAR_PAST = datetime(1970, 1, 1)
 _MAX_BODY = 64 * 1024  # an order is a few hundred bytes
 _FAR_FUTURE = datetime(2100, 1, 1)
+CONNECTION_TIMEOUT = 120.0  # seconds a connection may stay silent (handshake, request, keep-alive idle)
 
 
 class Backend(Protocol):
@@ -140,9 +142,13 @@ class ContractServer:
         self._thread: threading.Thread | None = None
         self._httpd = ThreadingHTTPServer((host, port), _handler_class(self))
         self._httpd.daemon_threads = True
+        self._httpd.handle_error = _connection_error  # type: ignore[method-assign]
         self._scheme = "http"
         if ssl_context is not None:
-            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+            # The handshake runs in the connection's own thread (on its first read, under the handler's
+            # timeout), not in accept(): one client that never sends a ClientHello would freeze the server.
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True,
+                                                         do_handshake_on_connect=False)
             self._scheme = "https"
 
     def __repr__(self) -> str:
@@ -275,6 +281,15 @@ class ContractServer:
             return answer
 
 
+def _connection_error(request: Any, client_address: Any) -> None:
+    """A connection-level failure (TLS handshake, reset, timeout): one log line, not a traceback on stderr."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, OSError):  # TLS failures, resets and timeouts are the client's business
+        log.info("connection from %s dropped: %s", client_address, type(exc).__name__)
+    else:
+        log.error("error while serving %s", client_address, exc_info=exc)
+
+
 def _call(fn: Callable[[], Any]) -> _Answer:
     try:
         return _Answer(200, fn(), {})
@@ -293,6 +308,9 @@ def _handler_class(server: ContractServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+        # Socket timeout per connection: a silent or half-open client (or an idle keep-alive one) frees its
+        # thread instead of holding it forever. Clients reconnect transparently.
+        timeout = CONNECTION_TIMEOUT
         server_version = "engine-mt5/1"
 
         def log_message(self, format: str, *args: Any) -> None:
