@@ -18,7 +18,7 @@ from engine.config.build import build
 from engine.sources.base import BarSource
 from engine.storage.base import Store
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
-from engine.tracking.redact import install_log_redaction
+from engine.tracking.redact import install_log_redaction, redact_mapping
 
 log = logging.getLogger("engine")
 
@@ -61,7 +61,15 @@ def run_name(cfg: DictConfig) -> str:
         overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
     except ValueError:  # not inside a Hydra app (compose API in tests)
         overrides = []
-    return ",".join(overrides) if overrides else str(cfg.task.name)
+    return ",".join(_mask_override(o) for o in overrides) if overrides else str(cfg.task.name)
+
+
+def _mask_override(override: str) -> str:
+    """``storage.password=hunter2`` typed on the command line must not become a run name shown to everyone."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return override
+    return f"{key}={redact_mapping({key.lstrip('+~'): value})[key.lstrip('+~')]}"
 
 
 def _hydra_tags() -> dict[str, str]:
