@@ -474,6 +474,11 @@ class MT5RestClient:
                     last = exc
                     self._sleep(retry_wait(attempt - 1, self.policy, None, self._rng))
                     continue
+                except BadResponseError as exc:
+                    raise OrderStateUnknownError(
+                        f"{what}: the order may have executed ({type(last).__name__}) and the terminal's "
+                        f"history cannot be read ({exc}); check it for comment {body.get('comment')!r} before "
+                        f"trading on (Idempotency-Key {key})") from None
                 if found is not None:
                     log.warning("%s: reconciled key %s after %s", what, key, type(last).__name__)
                     return found if isinstance(found, OrderResult) else \
@@ -481,14 +486,16 @@ class MT5RestClient:
                 self._sleep(retry_wait(attempt - 1, self.policy, getattr(last, "retry_after", None), self._rng))
             try:
                 payload = self._request("POST", path, body=body, headers={c.IDEMPOTENCY_HEADER: key}, retry=False)
-            except RetryableError as exc:
+                result = OrderResult.from_payload(f.require_fields(payload, ("retcode",), what), key)
+            except (RetryableError, BadResponseError) as exc:
+                # A garbled answer may follow an executed order just like a lost one: look before resending.
                 last = exc
                 continue
             except InvalidRequestError as exc:
                 payload = getattr(exc, "payload", None)
                 if not (isinstance(payload, dict) and "retcode" in payload):
                     raise
-            result = OrderResult.from_payload(f.require_fields(payload, ("retcode",), what), key)
+                result = OrderResult.from_payload(f.require_fields(payload, ("retcode",), what), key)
             if result.ok:
                 return result
             if result.retcode in c.RECONCILE_RETCODES:

@@ -62,6 +62,7 @@ class Hooks(Protocol):
 
     def before(self, method: str, route: str) -> tuple[int, dict[str, Any], dict[str, str]] | None: ...
     def drop_response(self, method: str, route: str) -> bool: ...
+    def garble_response(self, method: str, route: str) -> bool: ...
 
 
 @dataclass
@@ -329,6 +330,13 @@ def _handler_class(server: ContractServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _send_raw(self, status: int, content_type: str, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def _route(self) -> tuple[str, str | None, dict[str, list[str]]]:
             parts = urlsplit(self.path)
             segments = [unquote(s) for s in parts.path.split("/") if s]
@@ -397,6 +405,10 @@ def _handler_class(server: ContractServer) -> type[BaseHTTPRequestHandler]:
             answer = server.answer_post(route, raw, self.headers.get(c.IDEMPOTENCY_HEADER))
             if server.hooks is not None and server.hooks.drop_response("POST", route):
                 self._drop()
+                return
+            if server.hooks is not None and server.hooks.garble_response("POST", route):
+                # Executed, but a proxy in between answers with its own page: the client cannot tell.
+                self._send_raw(200, "text/html", b"<html><body>502 upstream hiccup</body></html>")
                 return
             self._send(answer)
 

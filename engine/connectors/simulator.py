@@ -47,6 +47,7 @@ class Faults:
     retry_after: str | None = "0"
     fail_next: int = 0
     drop_next: int = 0
+    garble_next: int = 0  # execute, then answer 200 with an HTML page instead of the result
     only_route: str | None = None
     seed: int = 42
     _rng: random.Random = field(init=False, repr=False)
@@ -85,6 +86,13 @@ class Faults:
                 self.drop_next -= 1
                 return True
             return bool(self.drop_rate) and self._rng.random() < self.drop_rate
+
+    def garble_response(self, method: str, route: str) -> bool:
+        with self._lock:
+            if not self._applies(route) or self.garble_next <= 0:
+                return False
+            self.garble_next -= 1
+            return True
 
 
 def load_bars(path: str | os.PathLike[str] | None = None, start: str | None = None,

@@ -420,3 +420,22 @@ def test_step_on_poll_moves_one_bar_per_poll(make_simulator: Callable[..., Simul
     client = make_client(sim.url, server_time_offset_hours=2)
     first, second = client.bars("BTCUSD", "M1", 1), client.bars("BTCUSD", "M1", 1)
     assert second.index[-1] - first.index[-1] == pd.Timedelta(minutes=1)
+
+
+def test_a_garbled_answer_after_execution_is_reconciled_not_resent(simulator: Simulator,
+                                                                   client: MT5RestClient) -> None:
+    """A proxy page (HTTP 200, HTML) after the order ran must not lead to a second order."""
+    simulator.faults.garble_next, simulator.faults.only_route = 1, "/order"
+    res = client.send_order("BTCUSD", "buy", 0.3, magic=43)
+    assert res.reconciled and res.retcode == c.RETCODE_DONE
+    positions = client.positions()
+    assert len(positions) == 1 and positions["volume"].iloc[0] == pytest.approx(0.3)
+
+
+def test_garbled_answers_everywhere_end_in_order_state_unknown(simulator: Simulator,
+                                                               make_client: Callable[..., MT5RestClient]) -> None:
+    simulator.faults.garble_next, simulator.faults.only_route = 1, "/order"
+    client = make_client(simulator.url, order_retries=0)
+    with pytest.raises(OrderStateUnknownError, match="check the terminal"):
+        client.send_order("BTCUSD", "sell", 0.1, magic=44)
+    assert len(simulator.market.positions(None)) == 1
