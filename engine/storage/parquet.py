@@ -8,8 +8,12 @@ month that was already stored.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +31,29 @@ def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
     os.close(fd)
     try:
         frame.to_parquet(tmp, compression=_COMPRESSION, index=True)
+        with open(tmp, "rb") as fh:  # the data must be on disk before the rename makes it the month
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise read-merge-write cycles on one folder across threads and processes (parallel jobs of a
+    multirun may write the same month); without it the later writer would drop the earlier one's rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # The lock lives outside the data folder so DVC never sees it; same machine is the case that matters.
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
+    lock_dir = Path(tempfile.gettempdir()) / "engine-locks"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / f"{digest}.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -66,17 +89,22 @@ class ParquetStore:
             return 0
         new_rows = 0
         months = bars.index.tz_convert(None).to_period("M")
-        for month, chunk in bars.groupby(months, sort=True):
-            path = self._bar_dir(symbol, timeframe) / f"{month}.parquet"
-            if path.exists():
-                old = _read(path)
-                new_rows += int((~chunk.index.isin(old.index)).sum())
-                # A re-sent bar replaces the stored one: the broker may correct a bar after the fact.
-                merged = pd.concat([old.loc[~old.index.isin(chunk.index)], chunk]).sort_index()
-            else:
-                new_rows += len(chunk)
-                merged = chunk
-            _atomic_write(merged, path)
+        folder = self._bar_dir(symbol, timeframe)
+        with _locked(folder):
+            for month, chunk in bars.groupby(months, sort=True):
+                new_rows += self._merge_month(folder / f"{month}.parquet", chunk)
+        return new_rows
+
+    @staticmethod
+    def _merge_month(path: Path, chunk: pd.DataFrame) -> int:
+        if path.exists():
+            old = _read(path)
+            new_rows = int((~chunk.index.isin(old.index)).sum())
+            # A re-sent bar replaces the stored one: the broker may correct a bar after the fact.
+            merged = pd.concat([old.loc[~old.index.isin(chunk.index)], chunk]).sort_index()
+        else:
+            new_rows, merged = len(chunk), chunk
+        _atomic_write(merged, path)
         return new_rows
 
     def read_bars(self, symbol: str, timeframe: str, start: pd.Timestamp | str | None = None,
@@ -117,15 +145,16 @@ class ParquetStore:
             return 0
         new_rows = 0
         days = ticks.index.tz_convert(None).normalize()
-        for day, chunk in ticks.groupby(days, sort=True):
-            path = self.root / "ticks" / symbol / f"{day:%Y-%m-%d}.parquet"
-            old = _read(path) if path.exists() else chunk.iloc[:0]
-            merged = pd.concat([old, chunk])
-            key = merged.reset_index()
-            dup = key.duplicated(keep="first").to_numpy()
-            merged = merged.loc[~dup].sort_index(kind="stable")
-            new_rows += len(merged) - len(old)
-            _atomic_write(merged, path)
+        folder = self.root / "ticks" / symbol
+        with _locked(folder):
+            for day, chunk in ticks.groupby(days, sort=True):
+                path = folder / f"{day:%Y-%m-%d}.parquet"
+                old = _read(path) if path.exists() else chunk.iloc[:0]
+                merged = pd.concat([old, chunk])
+                dup = merged.reset_index().duplicated(keep="first").to_numpy()
+                merged = merged.loc[~dup].sort_index(kind="stable")
+                new_rows += len(merged) - len(old)
+                _atomic_write(merged, path)
         return new_rows
 
     def read_ticks(self, symbol: str, start: pd.Timestamp | str | None = None,

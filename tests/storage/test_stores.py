@@ -148,3 +148,24 @@ def test_timescaledb_ticks_without_symbol_is_a_typed_error(db: TimescaleDBClient
     with pytest.raises(StorageError, match="symbol"):
         db.insert_ticks(frame)
     assert db.insert_ticks(frame, symbol="BTCUSD") == 1
+
+
+def _write_every_other_bar(root: str, offset: int, bars: pd.DataFrame) -> None:
+    store = ParquetStore(root)
+    for i in range(offset, len(bars), 2):
+        store.write_bars(bars.iloc[i:i + 1], "BTCUSD", "M1")
+
+
+def test_parquet_parallel_writers_into_one_month_lose_nothing(tmp_path: Path, bars: pd.DataFrame) -> None:
+    """Two processes (as in a joblib multirun) interleave single-bar writes into the same monthly file."""
+    import multiprocessing as mp
+
+    part = bars.loc["2024-02-01 00:00":"2024-02-01 01:39"]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_write_every_other_bar, args=(str(tmp_path), k, part)) for k in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    pd.testing.assert_frame_equal(ParquetStore(tmp_path).read_bars("BTCUSD", "M1"), part, check_freq=False)
