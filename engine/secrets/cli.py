@@ -105,10 +105,15 @@ def _read_plaintext(source: str) -> dict[str, Any]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Narrow the mode before any plaintext is written (an existing file keeps its old mode on open), and
+    # refuse to follow a symlink planted where the plaintext goes.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise SecretsFileError(f"cannot write plaintext to {path}: {exc.strerror} (symlinks are refused)") from None
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
-    os.chmod(path, 0o600)
 
 
 def _read_value() -> str:

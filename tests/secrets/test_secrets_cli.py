@@ -47,6 +47,14 @@ def test_encrypt_names_get_decrypt(tmp_path: Path, key: str) -> None:
     dest = tmp_path / "out.json"
     assert _cli("decrypt", str(out), "-o", str(dest), key=key).returncode == 0
     assert json.loads(dest.read_text())["db_password"] == VALUE and dest.stat().st_mode & 0o777 == 0o600
+    # an existing world-readable file is narrowed before plaintext lands in it; a symlink is refused
+    dest.chmod(0o644)
+    assert _cli("decrypt", str(out), "-o", str(dest), key=key).returncode == 0
+    assert dest.stat().st_mode & 0o777 == 0o600
+    target, link = tmp_path / "elsewhere.json", tmp_path / "link.json"
+    link.symlink_to(target)
+    refused = _cli("decrypt", str(out), "-o", str(link), key=key)
+    assert refused.returncode == 1 and "symlinks are refused" in refused.stderr and not target.exists()
 
 
 def test_set_reads_stdin_and_seed_files_keep_their_format(tmp_path: Path, key: str) -> None:
