@@ -1,4 +1,4 @@
-"""Benchmark: masking remembered secrets in log text (engine.tracking.redact.redact_text).
+"""Benchmark: masking remembered secrets in log text (engine.redact.redact_text).
 
 Every log record, console write and MLflow text passes through redact_text once a secret has been
 resolved, so it is a hot path. Reference: the spine's first implementation (sort the known values
@@ -14,7 +14,7 @@ import random
 import string
 import time
 
-from engine.tracking import redact
+from engine import redact
 
 
 def reference(text: str) -> str:

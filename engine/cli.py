@@ -78,7 +78,7 @@ def _app() -> None:
             metrics = task.run(cfg)
         except EngineError as exc:
             # Known failures get one line that names the problem and the fix, not a traceback.
-            from engine.tracking.redact import redact_text
+            from engine.redact import redact_text
 
             print(f"engine: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
             sys.exit(1)

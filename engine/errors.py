@@ -50,6 +50,45 @@ class StorageError(OperationalError):
 class SecretError(EngineError):
     """A secret could not be read or written. Messages never carry key, plaintext or ciphertext."""
 
+class SecretKeyError(SecretError, ValueError):
+    """The key is missing or not in an accepted form (32 bytes, ``base64:``, ``hex:``)."""
+
+
+class SecretsFileError(SecretError):
+    """The secrets file cannot be read or written (missing, permissions, a directory)."""
+
+
+class SecretFormatError(SecretError):
+    """The file is not in a format this version reads (unknown header version, not a secrets file)."""
+
+
+class CorruptSecretsError(SecretError):
+    """The file is damaged: truncated, bad base64, a ciphertext length no block cipher produces."""
+
+
+class TamperedSecretsError(CorruptSecretsError):
+    """The authenticated format's tag does not verify: the file was modified after it was written."""
+
+
+class SecretContentError(CorruptSecretsError):
+    """The file decrypts, but not to a UTF-8 JSON object with unique names."""
+
+
+class WrongKeyError(SecretError):
+    """The key does not open this file."""
+
+
+class WrongKeyOrCorruptError(WrongKeyError, CorruptSecretsError):
+    """The unauthenticated seed format failed to decrypt: a wrong key and a damaged file look the same."""
+
+
+class MissingSecretError(SecretError, LookupError):
+    """The file has no secret of that name."""
+
+
+class SecretReferenceError(SecretError):
+    """A ``${secret:name}`` reference in the config cannot be resolved (no file configured, unknown name)."""
+
 
 # -- MT5 over REST (engine.connectors, engine.bridge) ----------------------------------------------
 class NetworkError(RetryableError):

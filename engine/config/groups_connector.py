@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from engine.config.fields import bounded, choice
 from engine.errors import ConfigError
+from engine.fields import bounded, choice
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config.fields import bounded, choice
 from engine.errors import ConfigError
+from engine.fields import bounded, choice
 
 
 # -- cleaner --------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from engine.config.fields import bounded, choice
 from engine.errors import ConfigError
+from engine.fields import bounded, choice
 from engine.timeframes import NAMES as TIMEFRAMES
 
 SEQUENCE_MODELS = ("lstm", "transformer", "cnn1d")

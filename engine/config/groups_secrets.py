@@ -4,7 +4,7 @@ YAML never holds a secret: a value is written ``${secret:db_password}`` and reso
 component that needs it is built, by decrypting the configured file (``secrets.path``) with the key in
 the environment variable ``secrets.key_env``. Nothing is resolved while composing or validating, and
 nothing is cached: every resolution reads the file afresh in the process that needs it. Each value
-handed out is registered with ``engine.tracking.redact`` and the process's logging and standard
+handed out is registered with ``engine.redact`` and the process's logging and standard
 streams are put behind redaction, so the value is masked wherever it would be printed or tracked.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from engine import errors
 from engine.errors import ConfigError, SecretError
 
 RESOLVER = "secret"
@@ -43,9 +44,10 @@ class SecretsConfig:
 SCHEMAS: dict[str, dict[str, type]] = {"secrets": {"file": SecretsConfig}}
 
 
-class SecretReferenceError(SecretError, InterpolationResolutionError):
-    """A ``${secret:name}`` could not be resolved. Being an InterpolationResolutionError, OmegaConf passes
-    it on instead of wrapping it, so the CLI reports it as an engine error in one line."""
+class SecretReferenceError(errors.SecretReferenceError, InterpolationResolutionError):
+    """:class:`engine.errors.SecretReferenceError` as OmegaConf sees it: being an
+    InterpolationResolutionError, OmegaConf passes it on instead of wrapping it, so the CLI reports it as an
+    engine error in one line."""
 
 
 def _in_hydra_node(parent: Any) -> bool:
@@ -58,8 +60,8 @@ def _in_hydra_node(parent: Any) -> bool:
 
 def resolve_secret(name: Any, *, _parent_: Any, _root_: DictConfig) -> Any:
     """The ``secret`` resolver: ``name`` from the file configured under the root's ``secrets`` node."""
+    from engine.redact import protect_process, remember_all
     from engine.secrets import SecureConfig
-    from engine.tracking.redact import protect_process, remember_all
 
     name = str(name) if name is not None else ""
     if _in_hydra_node(_parent_):

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from engine.config.fields import bounded, choice
+from engine.fields import bounded, choice
 from engine.timeframes import NAMES as TIMEFRAMES
 
 

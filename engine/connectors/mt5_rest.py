@@ -47,7 +47,7 @@ from engine.errors import (
     RetryableError,
     ServerError,
 )
-from engine.tracking.redact import MASK, remember
+from engine.redact import MASK, remember
 
 log = logging.getLogger("engine.connectors.mt5_rest")
 

@@ -309,21 +309,6 @@ def _atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int, out: np.n
         prev = a * prev + k * tr
         out[t] = prev
 
-
-def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    """TA-Lib TRANGE: max(high-low, |high-prev close|, |low-prev close|); NaN on row 0."""
-    high, low, close = _f64(high), _f64(low), _f64(close)
-    out = _nan(len(close))
-    if len(close) < 2:
-        return out
-    prev = close[:-1]
-    tr = high[1:] - low[1:]
-    np.maximum(tr, np.abs(high[1:] - prev), out=tr)
-    np.maximum(tr, np.abs(low[1:] - prev), out=tr)
-    out[1:] = tr
-    return out
-
-
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
     """Average True Range with Wilder smoothing; TA-Lib ATR (first value at row n, the mean of TR 1..n)."""
     n, high, low, close = _period(n), _f64(high), _f64(low), _f64(close)

@@ -3,7 +3,7 @@
 See docs/secrets.md for the threat model and how to create, rotate and use a secrets file.
 """
 
-from engine.secrets.errors import (
+from engine.errors import (
     CorruptSecretsError,
     MissingSecretError,
     SecretContentError,

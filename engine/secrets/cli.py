@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from engine.errors import SecretError, SecretsFileError
 from engine.secrets import formats
-from engine.secrets.errors import SecretError, SecretsFileError
 from engine.secrets.keys import DEFAULT_KEY_ENV, check_env_name, generate_key, key_from_env
 from engine.secrets.store import SecureConfig
 

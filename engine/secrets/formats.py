@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from engine.secrets.errors import (
+from engine.errors import (
     CorruptSecretsError,
     SecretContentError,
     SecretFormatError,

@@ -19,7 +19,7 @@ import hmac
 import os
 import re
 
-from engine.secrets.errors import SecretKeyError
+from engine.errors import SecretKeyError
 
 KEY_BYTES = 32
 DEFAULT_KEY_ENV = "CONFIG_AES_KEY"

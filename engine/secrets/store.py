@@ -2,7 +2,7 @@
 
 The file is read and decrypted on every call and nothing decrypted is cached, so a rotated file is
 picked up at once and a long-lived object holds only the key. Every value handed out by :meth:`get`
-is registered with the redaction layer (``engine.tracking.redact``) so logs and MLflow mask it.
+is registered with the redaction layer (``engine.redact``) so logs and MLflow mask it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.errors import MissingSecretError, SecretError, SecretsFileError
+from engine.redact import remember_all
 from engine.secrets import formats
-from engine.secrets.errors import MissingSecretError, SecretError, SecretsFileError
 from engine.secrets.keys import DEFAULT_KEY_ENV, Key, key_from_env, parse_key
-from engine.tracking.redact import remember_all
 
 _NO_DEFAULT: Any = object()
 _warned: set[str] = set()  # paths already warned about (mode too open), to warn once per process

@@ -15,10 +15,10 @@ from omegaconf.errors import MissingMandatoryValue
 
 from engine.config import PROJECT_ROOT
 from engine.config.build import build
+from engine.redact import install_log_redaction, redact_mapping
 from engine.sources.base import BarSource
 from engine.storage.base import Store
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
-from engine.tracking.redact import install_log_redaction, redact_mapping
 
 log = logging.getLogger("engine")
 

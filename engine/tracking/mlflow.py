@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.tracking.redact import redact_mapping, redact_text
+from engine.redact import redact_mapping, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +157,3 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
     finally:
         client.set_terminated(run.run_id, status)
         mlflow.set_tracking_uri(previous_uri)
-
-
-def fingerprint_files(paths: list[Path]) -> str:
-    """A content hash over files (used when a task's input is files rather than a frame)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.tracking import redact
+from engine import redact
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from engine import redact
 from engine.config.build import build
 from engine.config.groups_secrets import SecretReferenceError
 from engine.config.validate import validate
@@ -16,7 +17,6 @@ from engine.errors import ConfigError, EngineError
 from engine.secrets import SecureConfig
 from engine.storage.timescaledb import TimescaleDBClient
 from engine.tasks.common import flatten
-from engine.tracking import redact
 
 CANARY = "resolver-canary-7Hq2x"
 TSDB = ["storage=timescaledb"]

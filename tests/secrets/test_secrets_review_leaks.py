@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.redact import MASK, redact_mapping, remember_all
 from engine.tracking.mlflow import TrackingSettings, start_run
-from engine.tracking.redact import MASK, redact_mapping, remember_all
 
 SECRET = "Sup3rS3cretPW!x"
 PIN = 73914582
@@ -40,7 +40,7 @@ def test_wrapped_stream_survives_copy_and_keeps_tty_facts() -> None:
     import copy
     import io
 
-    from engine.tracking.redact import RedactingStream
+    from engine.redact import RedactingStream
 
     inner = io.StringIO()
     stream = RedactingStream(inner)

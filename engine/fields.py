@@ -1,4 +1,7 @@
-"""Constrained dataclass fields for config schemas.
+"""Constrained dataclass fields, shared by components' frozen settings and the config schemas.
+
+It lives at the package root, not in ``engine/config``, because pure layers declare their settings with
+it and must not import the composition root.
 
 Hydra checks types and unknown keys when it composes; ranges and choices are checked by
 :func:`engine.config.validate.validate` from the metadata these helpers attach, so one short message
@@ -21,13 +24,3 @@ def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, l
 def choice(default: Any, options: Sequence[Any]) -> Any:
     """A field whose value must be one of ``options``."""
     return field(default=default, metadata={"choices": tuple(options)})
-
-
-def items(default: Sequence[Any], options: Sequence[Any]) -> Any:
-    """A list field whose every element must be one of ``options``."""
-    return field(default_factory=lambda: list(default), metadata={"item_choices": tuple(options)})
-
-
-def positive_ints(default: Sequence[int]) -> Any:
-    """A list of integers each >= 1 (periods, horizons)."""
-    return field(default_factory=lambda: list(default), metadata={"item_bounds": {"ge": 1}})

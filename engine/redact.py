@@ -14,6 +14,11 @@ Where the masking applies:
   uncaught tracebacks are masked too.
 
 Values shorter than 4 characters are not remembered: masking every ``1`` would be worse than useless.
+
+Process-wide by design: a secret resolved anywhere in the process must be masked everywhere in it (a log
+handler installed by a library, an uncaught traceback, a thread's print), so the remembered values live in
+one module-level registry guarded by a lock rather than in an object that each writer would have to be
+handed. This is the one deliberate exception to "no module-level state".
 """
 
 from __future__ import annotations
