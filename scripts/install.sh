@@ -34,4 +34,9 @@ if (( with_test )); then
     fi
   fi
 fi
+if (( with_test )); then
+  # TimescaleDB for the storage and ingest suites: host packages on Debian 13, a cached Debian 13 root
+  # elsewhere (scripts/timescaledb.sh). Not fatal: where it cannot be built its tests skip with the reason.
+  bash scripts/timescaledb.sh >/dev/null || echo "TimescaleDB unavailable; its tests will skip" >&2
+fi
 echo "engine installed in .venv"
