@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bars import features_and_labels, windows
 
-from engine.pipeline import MLPipeline, TrainerSettings
+from engine.models.pipeline import MLPipeline
+from engine.models.settings import TrainerSettings
 
 
 def timed(fn: Callable[[], object], calls: int) -> tuple[float, float]:

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from _bars import features_and_labels, windows
 
-from engine.models.lstm import LSTMNet
+from engine.models.nets.lstm import LSTMNet
+from engine.models.pipeline import MLPipeline
 from engine.models.scaling import StandardScaler
-from engine.pipeline import MLPipeline, TrainerSettings
+from engine.models.settings import TrainerSettings
 
 
 def plain_loop(x: np.ndarray, y: np.ndarray, params: dict, batch: int, epochs: int,

@@ -17,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests
 
-from engine.connectors.mt5_rest import MT5RestClient
-from engine.connectors.simulator import DEV_TOKEN, Simulator, load_bars
+from engine.mt5.client import MT5RestClient
+from engine.mt5.sim.data import read_minute_bars
+from engine.mt5.sim.embedded import Simulator
+from engine.mt5.sim.settings import DEV_TOKEN
 
 
 def main() -> int:
@@ -26,7 +28,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="requests per side per round")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    bars = load_bars(None, "2024-03-01", None)
+    bars = read_minute_bars(None, "2024-03-01", None)
     with Simulator(bars) as sim:
         session = requests.Session()
         headers = {"Authorization": f"Bearer {DEV_TOKEN}"}

@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 import requests
 
-from engine.connectors.mt5_rest import MT5RestClient
-from engine.connectors.sim_market import SimSettings
-from engine.connectors.simulator import DEV_TOKEN, Simulator, load_bars
+from engine.mt5.client import MT5RestClient
+from engine.mt5.sim.data import read_minute_bars
+from engine.mt5.sim.embedded import Simulator
+from engine.mt5.sim.settings import DEV_TOKEN, SimSettings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_binance_1m_2024.csv.gz"
 
@@ -32,11 +33,11 @@ def main() -> int:
     args = ap.parse_args()
     path = SHARED if SHARED.is_file() else None
     t0 = time.perf_counter()
-    bars = load_bars(path)
+    bars = read_minute_bars(path)
     print(f"data: {path or 'bundled sample'}: {len(bars):,} bars loaded in {time.perf_counter() - t0:.1f}s")
     bars = bars.iloc[: args.rows]
     start, end = bars.index[0], bars.index[-1] + pd.Timedelta(minutes=1)
-    with Simulator(bars, settings=SimSettings(), max_bars=args.chunk) as sim:
+    with Simulator(bars, settings=SimSettings(max_bars=args.chunk)) as sim:
         client = MT5RestClient(sim.url, DEV_TOKEN, server_time_offset_hours=2.0, max_bars=args.chunk,
                                read_timeout=120)
         t0 = time.perf_counter()

@@ -1,16 +1,20 @@
 """``python -m engine``: compose a run from conf/, validate it, dispatch ``task.name``.
 
 ``--help`` is answered from the conf/ folder alone (no Hydra, no heavy imports) so it is instant;
-``--hydra-help``, ``--cfg job`` and every other Hydra flag go to Hydra unchanged.
+``--hydra-help``, ``--cfg job`` and every other Hydra flag go to Hydra unchanged. Before Hydra runs anything,
+the command line's config is composed and checked (:mod:`engine.config.preflight`); a problem is one line on
+stderr and exit status 2, before any run directory, data file or MLflow run exists.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from engine.config import CONF_DIR
+
 _HIDDEN_GROUPS = {"hydra", "schema"}
 
 
@@ -54,7 +58,23 @@ def help_text(conf: Path = CONF_DIR) -> str:
     return "\n".join(lines)
 
 
-def _app() -> None:
+def _preflight(args: list[str]) -> None:
+    """Compose and validate what ``args`` would run; on a problem print one line and exit 2 before Hydra
+    creates anything. ``HYDRA_FULL_ERROR=1`` lets the full error through instead."""
+    from engine.config.messages import one_line
+    from engine.config.preflight import preflight
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        preflight(args)
+        return
+    try:
+        preflight(args)
+    except Exception as exc:  # any config error, Hydra's and OmegaConf's included, becomes one line
+        print(one_line(exc, args), file=sys.stderr)
+        sys.exit(2)
+
+
+def _app(args: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
@@ -65,13 +85,15 @@ def _app() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def task_main(cfg: DictConfig) -> float | None:
+        from engine.config.messages import one_line
         from engine.config.validate import validate
         from engine.errors import ConfigError, EngineError
 
         try:
+            # Again in the job: a sweeper (Optuna) chooses some values only when it starts the job.
             validate(cfg)
         except ConfigError as exc:
-            print(f"engine: invalid config: {exc}", file=sys.stderr)
+            print(one_line(exc, args), file=sys.stderr)
             sys.exit(2)
         task = importlib.import_module(f"engine.tasks.{cfg.task.name}")
         try:
@@ -93,4 +115,5 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in args):
         print(help_text())
         return
-    _app()
+    _preflight(args)
+    _app(args)

@@ -5,10 +5,45 @@
 - ``RejectedError``: a broker or risk decision refused an action; retrying unchanged will not help.
 - ``DataQualityError``: input data breaks a contract (columns, dtypes, ordering, gaps).
 - ``ConfigError``: a composed config is invalid; raised before any data is touched.
+- ``SecretError``: a secret could not be read or written (key, file, format, name).
 
-Every class derives from ``EngineError`` so callers can catch the engine's errors in one place, and
-the value-like ones also derive from ``ValueError`` so plain Python callers keep working.
-Messages name the problem and the fix; they never contain secret values.
+The whole tree (``(X)`` = also derives from the built-in X, so plain Python callers keep working)::
+
+    EngineError
+    ├── ConfigError (ValueError)
+    ├── DataQualityError (ValueError)
+    ├── RetryableError
+    │   ├── NetworkError
+    │   ├── RequestTimeoutError
+    │   ├── ServerError
+    │   └── RequoteError
+    ├── OperationalError
+    │   ├── StorageError
+    │   ├── AuthError
+    │   ├── BadResponseError
+    │   ├── OrderStateUnknownError
+    │   ├── DVCUnavailableError
+    │   ├── DVCCommandError
+    │   └── DVCTrackError
+    ├── RejectedError
+    │   ├── InvalidRequestError (ValueError)
+    │   └── OrderRejectedError
+    └── SecretError
+        ├── SecretKeyError (ValueError)
+        ├── SecretsFileError
+        ├── SecretFormatError
+        ├── CorruptSecretsError
+        │   ├── TamperedSecretsError
+        │   ├── SecretContentError
+        │   └── WrongKeyOrCorruptError (also a WrongKeyError)
+        ├── WrongKeyError
+        ├── MissingSecretError (LookupError)
+        └── SecretReferenceError
+
+Every class derives from ``EngineError`` so callers can catch the engine's errors in one place.
+Messages name the problem and the fix; they never contain secret values. Modules raise these classes
+(or subclasses of them, e.g. the config resolver's SecretReferenceError that is also OmegaConf's
+resolution error) rather than defining trees of their own; a test keeps this picture in step with the code.
 """
 
 from __future__ import annotations
@@ -45,6 +80,20 @@ class DataQualityError(EngineError, ValueError):
 
 class StorageError(OperationalError):
     """The store could not read or write; nothing already stored was changed."""
+
+
+# -- DVC (engine.tracking.dvc) ---------------------------------------------------------------------
+class DVCUnavailableError(OperationalError):
+    """DVC cannot run here: no ``dvc`` executable, or not a git/DVC repository. The message says what to run."""
+
+
+class DVCCommandError(OperationalError):
+    """A ``dvc`` command failed where the caller required success (``DVCResult.check``)."""
+
+
+class DVCTrackError(OperationalError):
+    """A path cannot be versioned as it is: git ignores its ``.dvc`` file, ``.dvcignore`` hides it, or it
+    overlaps an output that DVC already tracks (a pipeline stage, a folder's ``.dvc`` file)."""
 
 
 class SecretError(EngineError):
@@ -90,7 +139,7 @@ class SecretReferenceError(SecretError):
     """A ``${secret:name}`` reference in the config cannot be resolved (no file configured, unknown name)."""
 
 
-# -- MT5 over REST (engine.connectors, engine.bridge) ----------------------------------------------
+# -- MT5 over REST (engine.mt5, engine.trading.execution) ------------------------------------------
 class NetworkError(RetryableError):
     """The server could not be reached or dropped the connection; the request may or may not have run."""
 

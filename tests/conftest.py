@@ -5,6 +5,9 @@
 - ``compose``: the real conf/ composed through Hydra's compose API.
 - ``run_engine``: ``python -m engine ...`` in a subprocess whose project root is a temp dir.
 - ``shared_data_dir``: ../shared/data (real BTC data for tests); tests needing it skip when absent.
+
+Under CI (``CI=true``) a missing service or data folder fails the tests that need it instead of skipping
+them: CI must exercise the real things, and a skip there would hide that they were never run.
 """
 
 from __future__ import annotations
@@ -21,16 +24,30 @@ from omegaconf import DictConfig, open_dict
 
 from tests.pgcluster import PgServer, start_cluster
 
+pytest_plugins = ["tests.service_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def locate_shared_data(path: Path = SHARED_DATA) -> Path:
+    """``path`` if it is a folder; otherwise skip the test, or fail it under CI."""
+    if not path.is_dir():
+        reason = f"real market data not found at {path} (the repo's ../shared/data)"
+        if in_ci():
+            pytest.fail(f"{reason}; CI runs with ../shared beside the clone, so this is a broken setup, "
+                        "not a reason to skip", pytrace=False)
+        pytest.skip(f"{reason}; tests that need the large files skip without it")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real market data not found at {SHARED_DATA} (the repo's ../shared/data); "
-                    "tests that need the large files skip without it")
-    return SHARED_DATA
+    return locate_shared_data()
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +56,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     try:
         server = start_cluster(base, password=pysecrets.token_urlsafe(24))
     except FileNotFoundError as exc:
-        if os.environ.get("CI"):
+        if in_ci():
             raise  # CI must exercise the real database: .ci/run installs the server binaries
         pytest.skip(f"PostgreSQL server binaries not found ({exc}); install postgresql (see README)")
     try:

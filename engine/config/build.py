@@ -1,4 +1,5 @@
-"""Build components from config nodes, refusing targets outside ``engine.`` and checking the type."""
+"""Build components from config nodes: every ``_target_`` is resolved and checked first
+(:mod:`engine.config.targets`), and the built object's type is checked after."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from engine.config.targets import resolve_target
 from engine.errors import ConfigError, EngineError
 
 T = TypeVar("T")
@@ -35,9 +37,7 @@ def _targets(node: Any, path: str) -> list[tuple[str, str]]:
 def build(node: DictConfig, expected: type[T] | tuple[type, ...], *, key: str, **kwargs: Any) -> T:
     """Instantiate ``node`` (a group's config) and check the result is an ``expected``."""
     for where, target in _targets(node, key):
-        if not target.startswith("engine."):
-            raise ConfigError(where, f"{target!r} is outside engine; only engine.* classes may be built "
-                                     "from config")
+        resolve_target(target, key=where)
     try:
         obj = instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as exc:

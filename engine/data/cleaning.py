@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from engine.data.frames import BAR_COLUMNS
-from engine.errors import ConfigError, DataQualityError
+from engine.errors import DataQualityError
+from engine.fields import bounded, check, choice
 
 RULES = ("duplicates", "missing", "invalid", "zero_volume", "zscore", "iqr", "spread", "isolation_forest")
 
@@ -41,8 +42,12 @@ class CleaningReport:
         return out
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class DataCleaner:
     """Cleans bar (OHLCV) and tick (bid/ask) frames; ``report_`` describes the last call.
+
+    The fields are the cleaner's settings, bounds included, and the ``cleaner`` config schema is generated
+    from them (``engine.config.groups.cleaner``), so the two cannot drift.
 
     Args:
         enabled: False returns an unchanged copy (``cleaner=off``).
@@ -61,58 +66,34 @@ class DataCleaner:
         assume_utc: read a timezone-naive index as UTC instead of refusing it.
     """
 
-    def __init__(
-        self,
-        *,
-        enabled: bool = True,
-        causal: bool = True,
-        missing: str = "ffill",
-        max_ffill: int = 3,
-        keep_duplicate: str = "last",
-        drop_zero_volume: bool = False,
-        zscore: float | None = 500.0,
-        iqr_k: float | None = None,
-        contamination: float | None = None,
-        window: int = 1440,
-        ref_window: int = 5,
-        min_scale: float = 1e-4,
-        if_window: int = 20_000,
-        if_refit: int = 10_000,
-        random_state: int = 0,
-        spread_mult: float | None = 20.0,
-        assume_utc: bool = False,
-    ) -> None:
-        if missing not in ("drop", "ffill"):
-            raise ConfigError("cleaner.missing", f"{missing!r} is not one of drop, ffill")
-        if keep_duplicate not in ("first", "last"):
-            raise ConfigError("cleaner.keep_duplicate", f"{keep_duplicate!r} is not one of first, last")
-        for key, value in (("max_ffill", max_ffill), ("window", window), ("ref_window", ref_window),
-                           ("if_window", if_window), ("if_refit", if_refit)):
-            if value < (0 if key == "max_ffill" else 1):
-                raise ConfigError(f"cleaner.{key}", f"must be >= {0 if key == 'max_ffill' else 1}, got {value}")
-        if contamination is not None and not 0.0 < contamination <= 0.5:
-            raise ConfigError("cleaner.contamination", f"must be in (0, 0.5] or null, got {contamination}")
-        for key, value in (("zscore", zscore), ("iqr_k", iqr_k), ("spread_mult", spread_mult)):
-            if value is not None and value <= 0:
-                raise ConfigError(f"cleaner.{key}", f"must be > 0 or null, got {value}")
-        self.enabled = enabled
-        self.causal = causal
-        self.missing = missing
-        self.max_ffill = int(max_ffill)
-        self.keep_duplicate = keep_duplicate
-        self.drop_zero_volume = drop_zero_volume
-        self.zscore = zscore
-        self.iqr_k = iqr_k
-        self.contamination = contamination
-        self.window = int(window)
-        self.ref_window = int(ref_window)
-        self.min_scale = float(min_scale)
-        self.if_window = int(if_window)
-        self.if_refit = int(if_refit)
-        self.random_state = int(random_state)
-        self.spread_mult = spread_mult
-        self.assume_utc = assume_utc
-        self.report_ = CleaningReport()
+    enabled: bool = True
+    causal: bool = True
+    missing: str = choice("ffill", ("drop", "ffill"))
+    max_ffill: int = bounded(3, ge=0)
+    keep_duplicate: str = choice("last", ("first", "last"))
+    drop_zero_volume: bool = False
+    zscore: float | None = bounded(500.0, gt=0.0)
+    iqr_k: float | None = bounded(None, gt=0.0)
+    contamination: float | None = bounded(None, gt=0.0, le=0.5)
+    # A rolling spread or median over one row is no statistic: at least two.
+    window: int = bounded(1440, ge=2)
+    ref_window: int = bounded(5, ge=1)
+    min_scale: float = bounded(1e-4, gt=0.0)
+    # An Isolation Forest fitted on a handful of rows isolates everything.
+    if_window: int = bounded(20_000, ge=10)
+    if_refit: int = bounded(10_000, ge=1)
+    random_state: int = bounded(0, ge=0)
+    # A multiple of the median spread at or below 1 would drop every tick quoting the usual spread or wider
+    # (about half of them), which is no outlier rule: only multiples above 1 are accepted.
+    spread_mult: float | None = bounded(20.0, gt=1.0)
+    assume_utc: bool = False
+    report_: CleaningReport = field(init=False, default_factory=CleaningReport)
+
+    def __post_init__(self) -> None:
+        check(self, "cleaner")
+        for name in ("max_ffill", "window", "ref_window", "if_window", "if_refit", "random_state"):
+            setattr(self, name, int(getattr(self, name)))
+        self.min_scale = float(self.min_scale)
 
     # -- shared steps -------------------------------------------------------------------------------
     def _index(self, df: pd.DataFrame, what: str) -> pd.DataFrame:

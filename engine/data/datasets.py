@@ -1,11 +1,12 @@
-"""Chronological splits with embargo, purged expanding-window folds, and sequence windows as views."""
+"""Chronological splits with embargo (three-way, and the train/validation holdout), purged
+expanding-window folds, and sequence windows as views. Pure: index arithmetic and views, no I/O."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.errors import DataQualityError
+from engine.errors import ConfigError, DataQualityError
 
 
 def chronological_split(n: int, val_frac: float, test_frac: float, embargo: int) -> tuple[slice, slice, slice]:
@@ -37,21 +38,40 @@ def chronological_split(n: int, val_frac: float, test_frac: float, embargo: int)
 
 
 def purged_time_folds(n: int, n_folds: int, embargo: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding-window folds: fold k validates on chunk k+1 and trains on all rows before it, less
-    ``embargo`` rows next to the validation chunk."""
+    """Expanding, time-ordered folds: the ``n`` rows are cut into ``n_folds + 1`` equal blocks (up to
+    rounding); fold k validates on block k+1 and trains on every row before it, less the ``embargo`` rows
+    right before the validation block (their labels look into it).
+
+    Refuses (DataQualityError) rather than shrink anything, exactly when a block is not longer than the
+    embargo (``n // (n_folds + 1) <= embargo``): the first fold would keep no training row.
+    """
     if n_folds < 1:
-        raise DataQualityError(f"n_folds must be >= 1, got {n_folds}")
+        raise ConfigError("cv", f"needs >= 1 fold; got {n_folds}")
     if embargo < 0:
-        raise DataQualityError(f"embargo must be >= 0 rows, got {embargo}")
+        raise ConfigError("embargo", f"must be >= 0 rows; got {embargo}")
+    if n // (n_folds + 1) <= embargo:
+        raise DataQualityError(f"{n} rows are too few for {n_folds} folds with embargo {embargo}; use fewer "
+                               "folds (cv), a smaller embargo or more data")
     bounds = np.linspace(0, n, n_folds + 2).astype(int)
-    folds = []
-    for k in range(n_folds):
-        val_start, val_end = int(bounds[k + 1]), int(bounds[k + 2])
-        train_end = val_start - embargo
-        if train_end < 1 or val_end <= val_start:
-            raise DataQualityError(f"{n} rows are too few for {n_folds} folds with embargo {embargo}")
-        folds.append((np.arange(train_end), np.arange(val_start, val_end)))
-    return folds
+    return [(np.arange(int(bounds[k + 1]) - embargo), np.arange(int(bounds[k + 1]), int(bounds[k + 2])))
+            for k in range(n_folds)]
+
+
+def holdout_split(n: int, val_split: float, embargo: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train on the first rows, validate on the last ``val_split`` share (at least one row when the share
+    is > 0), with ``embargo`` rows dropped between. Refuses when fewer than 2 training rows would remain."""
+    if not 0.0 <= val_split < 1.0:
+        raise ConfigError("val_split", f"must be in [0, 1); got {val_split}")
+    if embargo < 0:
+        raise ConfigError("embargo", f"must be >= 0 rows; got {embargo}")
+    n_val = round(n * val_split)
+    if val_split > 0 and n_val == 0:
+        n_val = 1
+    train_stop = n - n_val - (embargo if n_val else 0)
+    if train_stop < 2:
+        raise DataQualityError(f"{n} samples leave {train_stop} for training after val_split={val_split} and "
+                               f"embargo={embargo}; provide more data")
+    return np.arange(0, train_stop), np.arange(n - n_val, n)
 
 
 def sequence_windows(X: np.ndarray, seq_len: int) -> np.ndarray:

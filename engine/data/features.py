@@ -9,6 +9,7 @@ higher-timeframe bar has closed (a 5-minute bar opening at 12:00 is joined from 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,12 @@ import pandas as pd
 from engine.data import indicators as ind
 from engine.data.frames import BAR_COLUMNS
 from engine.errors import ConfigError, DataQualityError
+from engine.fields import bounded, bounded_items, check, choice
 from engine.timeframes import Timeframe, parse
 
 LEVELS = ("raw", "relative", "both")
+PERIOD_FIELDS = ("rsi", "ema", "sma", "macd", "bbands", "atr", "vwap", "returns", "log_returns", "volatility",
+                 "volume_ratio")
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 
@@ -58,37 +62,38 @@ def resample_bars(bars: pd.DataFrame, timeframe: str | Timeframe) -> pd.DataFram
     return out
 
 
+@dataclass(eq=False, repr=False)
 class FeatureEngineering:
     """Indicators, derived features and higher-timeframe joins from one feature-set config.
 
     Periods are lists so a set can hold several (``ema=[20, 50]``); an empty list switches a family off.
     ``levels`` says how price-level indicators (EMA, SMA, Bollinger bands, VWAP) appear in
     :meth:`transform`: ``raw`` prices, ``relative`` to close (``ema_20_rel = ema_20 / close - 1``, the
-    default: scale-free across years), or ``both``.
+    default: scale-free across years), or ``both``. The fields are the feature set's settings, bounds
+    included; the ``features`` config schema is generated from them.
     """
 
-    def __init__(
-        self,
-        timeframes: Sequence[str] = ("1min",),
-        *,
-        rsi: Sequence[int] = (14,),
-        ema: Sequence[int] = (20,),
-        sma: Sequence[int] = (20,),
-        macd: Sequence[int] = (12, 26, 9),
-        bbands: Sequence[int] = (20,),
-        bb_std: float = 2.0,
-        atr: Sequence[int] = (14,),
-        vwap: Sequence[int] = (60,),
-        vwap_day: bool = True,
-        returns: Sequence[int] = (1, 5, 15),
-        log_returns: Sequence[int] = (1,),
-        volatility: Sequence[int] = (30,),
-        volume_ratio: Sequence[int] = (60,),
-        hl_range: bool = True,
-        levels: str = "relative",
-    ) -> None:
-        if isinstance(timeframes, str):
-            timeframes = [timeframes]
+    timeframes: Sequence[str] = ("1min",)
+    _: KW_ONLY
+    rsi: Sequence[int] = bounded_items((14,), ge=1)
+    ema: Sequence[int] = bounded_items((20,), ge=1)
+    sma: Sequence[int] = bounded_items((20,), ge=1)
+    macd: Sequence[int] = bounded_items((12, 26, 9), ge=1)
+    bbands: Sequence[int] = bounded_items((20,), ge=2)
+    bb_std: float = bounded(2.0, gt=0.0)
+    atr: Sequence[int] = bounded_items((14,), ge=1)
+    vwap: Sequence[int] = bounded_items((60,), ge=1)
+    vwap_day: bool = True
+    returns: Sequence[int] = bounded_items((1, 5, 15), ge=1)
+    log_returns: Sequence[int] = bounded_items((1,), ge=1)
+    volatility: Sequence[int] = bounded_items((30,), ge=2)
+    volume_ratio: Sequence[int] = bounded_items((60,), ge=1)
+    hl_range: bool = True
+    levels: str = choice("relative", LEVELS)
+    feature_names_: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        timeframes = [self.timeframes] if isinstance(self.timeframes, str) else list(self.timeframes)
         if not timeframes:
             raise ConfigError("features.timeframes", "needs at least the base timeframe, e.g. ['1min']")
         self.timeframes = [str(t) for t in timeframes]
@@ -100,38 +105,18 @@ class FeatureEngineering:
                                                          f"base timeframe {base.pandas}")
         if len({tf.mt5 for tf in self._tfs}) != len(self._tfs):
             raise ConfigError("features.timeframes", f"duplicate timeframe in {self.timeframes}")
-        macd = list(macd)
-        if macd and (len(macd) != 3 or min(macd) < 1):
-            raise ConfigError("features.macd", f"needs [fast, slow, signal] periods >= 1 or [], got {macd}")
-        if levels not in LEVELS:
-            raise ConfigError("features.levels", f"{levels!r} is not one of {', '.join(LEVELS)}")
-        if bb_std <= 0:
-            raise ConfigError("features.bb_std", f"must be > 0, got {bb_std}")
-        periods = {"rsi": rsi, "ema": ema, "sma": sma, "bbands": bbands, "atr": atr, "vwap": vwap,
-                   "returns": returns, "log_returns": log_returns, "volatility": volatility,
-                   "volume_ratio": volume_ratio}
-        for key, values in periods.items():
-            bad = [p for p in values if int(p) != p or p < 1]
+        if self.macd and len(self.macd) != 3:
+            raise ConfigError("features.macd", f"needs [fast, slow, signal] periods >= 1 or [], got {list(self.macd)}")
+        check(self, "features")
+        for name in PERIOD_FIELDS:
+            values = getattr(self, name)
+            bad = [p for p in values if int(p) != p]
             if bad:
-                raise ConfigError(f"features.{key}", f"periods must be integers >= 1, got {bad}")
-        if any(p < 2 for p in [*bbands, *volatility]):
-            raise ConfigError("features", "bbands and volatility windows must be >= 2")
-        self.rsi = [int(p) for p in rsi]
-        self.ema = [int(p) for p in ema]
-        self.sma = [int(p) for p in sma]
-        self.macd = [int(p) for p in macd]
-        self.bbands = [int(p) for p in bbands]
-        self.bb_std = float(bb_std)
-        self.atr = [int(p) for p in atr]
-        self.vwap = [int(p) for p in vwap]
-        self.vwap_day = bool(vwap_day)
-        self.returns = [int(p) for p in returns]
-        self.log_returns = [int(p) for p in log_returns]
-        self.volatility = [int(p) for p in volatility]
-        self.volume_ratio = [int(p) for p in volume_ratio]
-        self.hl_range = bool(hl_range)
-        self.levels = levels
-        self.feature_names_: list[str] = []
+                raise ConfigError(f"features.{name}", f"periods must be integers >= 1, got {bad}")
+            setattr(self, name, [int(p) for p in values])
+        self.bb_std = float(self.bb_std)
+        self.vwap_day = bool(self.vwap_day)
+        self.hl_range = bool(self.hl_range)
 
     # -- names --------------------------------------------------------------------------------------
     def _bb_names(self, n: int) -> dict[str, str]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError
+from engine.fields import bounded, check, choice
 
 KINDS = ("binary", "ternary")
 
@@ -38,17 +39,14 @@ def forward_return_labels(close: pd.Series, horizon: int, kind: str = "binary", 
 class LabelSpec:
     """What to predict: the class of the forward return over ``horizon`` bars."""
 
-    horizon: int = 5
-    kind: str = "binary"
-    dead_band: float = 0.0
+    horizon: int = bounded(5, ge=1)
+    kind: str = choice("binary", KINDS)
+    dead_band: float = bounded(0.0, ge=0.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int | np.integer) or self.horizon < 1:
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int | np.integer):
             raise ConfigError("labels.horizon", f"must be an integer >= 1, got {self.horizon!r}")
-        if self.kind not in KINDS:
-            raise ConfigError("labels.kind", f"{self.kind!r} is not one of {', '.join(KINDS)}")
-        if not (self.dead_band >= 0.0):
-            raise ConfigError("labels.dead_band", f"must be >= 0, got {self.dead_band!r}")
+        check(self, "labels")
 
     @property
     def n_classes(self) -> int:

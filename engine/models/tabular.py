@@ -1,12 +1,16 @@
-"""Tree models with the scikit-learn estimator contract: RandomForest (sklearn) and XGBoost.
+"""Tree models with the scikit-learn estimator contract: RandomForest (sklearn) and XGBoost, and
+the tabular family strategy that ``MLPipeline`` drives them through.
 
 Both wrap the library estimator with an explicit, typed argument list (a typo in a config is an
 error, not a silently ignored keyword), encode arbitrary class labels to 0..k-1 (XGBoost requires
-that), and keep learned state in attributes ending in ``_``.
+that), and keep learned state in attributes ending in ``_``. Their arguments and defaults are those
+of ``engine.models.settings`` (RandomForestParams, XGBoostParams); a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,6 +18,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from engine.models.family import LoggerFactory, ModelSpec, Trained
 
 
 class _TreeClassifier(ClassifierMixin, BaseEstimator):
@@ -95,3 +101,50 @@ class XGBoostModel(_TreeClassifier):
 
 
 TABULAR: dict[str, type[_TreeClassifier]] = {"random_forest": RandomForestModel, "xgboost": XGBoostModel}
+
+
+class TabularFamily:
+    """Rows [n, features] in float64, no scaling, no Trainer: one estimator fit per split."""
+
+    sequence = False
+    dtype = "float64"
+    payload = "estimator.pkl"
+    takes_callbacks = False
+    trainer_keys: frozenset[str] = frozenset()  # trees have no Trainer: learning_rate etc. are model params
+
+    def __init__(self, model_type: str, *, requirements: tuple[str, ...] = (),
+                 gpu_params: Mapping[str, Any] | None = None) -> None:
+        self.model_type = model_type
+        self.estimator = TABULAR[model_type]
+        self.requirements = requirements
+        self.gpu_params = dict(gpu_params or {})  # what device="cuda" adds unless params set it
+
+    def fit(self, spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray | None,
+            y_va: np.ndarray | None, *, epochs: int | None, callbacks: list[Any] | None, logger: LoggerFactory,
+            prefix: str) -> Trained:
+        on_gpu = self.gpu_params if spec.device in ("cuda", "gpu") else {}
+        params = {"random_state": spec.seed} | on_gpu | dict(spec.params)
+        return Trained(self.estimator(**params).fit(x_tr, y_tr), None, 0)
+
+    def predict_proba(self, model: Any, scaler: Any, x: np.ndarray, output_dim: int) -> np.ndarray:
+        out = np.zeros((x.shape[0], output_dim))
+        out[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)  # unseen classes keep p=0
+        return out
+
+    def dump(self, model: Any) -> bytes:
+        return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, spec: ModelSpec, blob: bytes, n_features: int) -> Any:
+        return pickle.loads(blob)  # trusted artifacts only (documented on MLPipeline.load)
+
+    def shap_values(self, model: Any, scaler: Any, x: np.ndarray, sample: np.ndarray, *, seed: int,
+                    background_samples: int, nsamples: int) -> np.ndarray:
+        from engine.models.explain import tree_shap
+
+        return tree_shap(model, sample)
+
+
+TABULAR_FAMILIES: dict[str, TabularFamily] = {
+    "random_forest": TabularFamily("random_forest"),
+    "xgboost": TabularFamily("xgboost", requirements=("xgboost",), gpu_params={"device": "cuda"}),
+}

@@ -30,12 +30,16 @@ class SecureConfig:
     ``key`` may be a :class:`Key`, bytes, or a string in an accepted form; ``None`` reads the
     environment variable ``key_env`` (``CONFIG_AES_KEY``). The key is parsed here, so a bad or missing
     key fails at construction with an error naming the expected form.
+
+    ``label`` is how error messages name the file (default: its path). The CLI passes ``FILE`` so that
+    whatever was typed there, a pasted key included, is never printed back.
     """
 
     def __init__(self, path: str | os.PathLike[str], key: str | bytes | Key | None = None, *,
-                 key_env: str = DEFAULT_KEY_ENV) -> None:
+                 key_env: str = DEFAULT_KEY_ENV, label: str | None = None) -> None:
         self.path = Path(path)
         self.key_env = key_env
+        self.label = str(self.path) if label is None else label
         self._key = key_from_env(key_env) if key is None else parse_key(key)
 
     def __repr__(self) -> str:
@@ -63,7 +67,7 @@ class SecureConfig:
         except OSError as exc:
             problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
         if problem is not None:
-            raise SecretsFileError(f"secrets file {self.path} {problem}")
+            raise SecretsFileError(f"secrets file {self.label} {problem}")
         _warn_if_shared(self.path)
         return blob
 
@@ -72,7 +76,7 @@ class SecureConfig:
         try:
             return formats.decrypt(blob, self._key)
         except SecretError as exc:  # same type, with the file named; our messages carry no secret data
-            failure: SecretError = type(exc)(f"secrets file {self.path}: {exc}")
+            failure: SecretError = type(exc)(f"secrets file {self.label}: {exc}")
         raise failure
 
     @property
@@ -106,14 +110,14 @@ class SecureConfig:
         if default is not _NO_DEFAULT:
             return default
         known = ", ".join(sorted(data)) or "none"
-        raise MissingSecretError(f"secrets file {self.path} has no secret named {name!r} (names: {known}); add it "
-                                 f"with `python -m engine.secrets set {self.path} {name}`")
+        raise MissingSecretError(f"secrets file {self.label} has no secret named {name!r} (names: {known}); add it "
+                                 f"with `python -m engine.secrets set {self.label} {name}`")
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, data: Mapping[str, Any], fmt: str = formats.DEFAULT_FORMAT) -> None:
         """Replace the file's content with ``data`` (atomically; the new file is mode 0600)."""
         blob = formats.encrypt(data, self._key, fmt)
-        _atomic_write(self.path, blob, self._key)
+        _atomic_write(self.path, blob, self._key, self.label)
 
     def set(self, name: str, value: Any, fmt: str | None = None) -> None:
         """Add or replace one secret; a new file is created in ``fmt`` (default v1), an existing one keeps
@@ -128,7 +132,7 @@ class SecureConfig:
     def delete(self, name: str) -> None:
         data, current = self._decrypt()
         if name not in data:
-            raise MissingSecretError(f"secrets file {self.path} has no secret named {name!r}")
+            raise MissingSecretError(f"secrets file {self.label} has no secret named {name!r}")
         del data[name]
         self.write(data, current)
 
@@ -140,8 +144,8 @@ class SecureConfig:
         """
         data, _ = self._decrypt()
         key = self._key if new_key is None else parse_key(new_key)
-        rotated = SecureConfig(self.path, key, key_env=self.key_env)
-        _atomic_write(self.path, formats.encrypt(data, key, fmt), key)
+        rotated = SecureConfig(self.path, key, key_env=self.key_env, label=self.label)
+        _atomic_write(self.path, formats.encrypt(data, key, fmt), key, self.label)
         return rotated
 
 
@@ -157,8 +161,9 @@ def _warn_if_shared(path: Path) -> None:
                     path, mode, path)
 
 
-def _atomic_write(path: Path, blob: bytes, key: Key) -> None:
-    """Write ``blob`` beside ``path`` (0600), check it decrypts, fsync, then rename over ``path``."""
+def _atomic_write(path: Path, blob: bytes, key: Key, label: str) -> None:
+    """Write ``blob`` beside ``path`` (0600), check it decrypts, fsync, then rename over ``path``.
+    Errors name the file by ``label`` and never by a part of its path (see SecureConfig)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{_random.token_hex(6)}.tmp")
     problem: str | None = None
@@ -175,13 +180,13 @@ def _atomic_write(path: Path, blob: bytes, key: Key) -> None:
             if tmp.exists():
                 tmp.unlink()
     except FileNotFoundError:
-        problem = f"its folder {path.parent} does not exist"
+        problem = "its folder does not exist"
     except PermissionError:
-        problem = f"its folder {path.parent} is not writable by this user"
+        problem = "its folder is not writable by this user"
     except OSError as exc:
         problem = f"cannot be written ({exc.strerror or type(exc).__name__})"
     if problem is not None:
-        raise SecretsFileError(f"secrets file {path}: {problem}; nothing was changed")
+        raise SecretsFileError(f"secrets file {label}: {problem}; nothing was changed")
     try:  # make the rename durable; not all filesystems allow fsync on a directory
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:

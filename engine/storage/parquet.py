@@ -3,14 +3,19 @@
 Layout: ``<root>/ohlcv/<SYMBOL>/<TF>/<YYYY-MM>.parquet`` and ``<root>/ticks/<SYMBOL>/<YYYY-MM-DD>.parquet``.
 Monthly files keep rewrites small when new bars arrive and give DVC stable, diffable chunks. Every
 file is written to a temporary name and renamed into place, so a crash mid-write never corrupts a
-month that was already stored.
+month that was already stored; the temporary files of a writer killed mid-write are removed by the next
+writer of that folder (it holds the folder lock, so no live writer can own them). Values are validated
+before anything is written (``engine.storage.validate``), and a symbol is one path component that must stay
+inside ``root``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +25,30 @@ import pandas as pd
 
 from engine import timeframes
 from engine.data.frames import BAR_COLUMNS, conform_bars, conform_ticks, to_utc
-from engine.errors import StorageError
+from engine.errors import DataQualityError, StorageError
+from engine.storage.validate import check_bars, check_ticks
 
+log = logging.getLogger("engine.storage")
 _COMPRESSION = "zstd"
+_TMP = re.compile(r"^\..+\.parquet\..+\.tmp$")  # _atomic_write's names: .<file>.<random>.tmp
+# Broker symbols hold letters, digits and a few marks (BTCUSD, EURUSD.m, US500#, #AAPL, BRN-SEP24); never a
+# path separator or a leading dot, so a symbol names exactly one folder under the store.
+_SYMBOL = re.compile(r"^[A-Za-z0-9_#+$&@!-][A-Za-z0-9_#+$&@!.-]{0,63}$")
+
+
+def _safe_symbol(symbol: str) -> str:
+    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+        raise DataQualityError(f"symbol {symbol!r} is not a broker symbol (letters, digits, _ # + $ & @ ! - and "
+                               "inner dots, at most 64, no path separators); nothing was written")
+    return symbol
+
+
+def _sweep(folder: Path) -> None:
+    """Remove temporary files of writers that died mid-write; callers hold the folder's lock."""
+    for stale in folder.glob(".*.tmp"):
+        if _TMP.match(stale.name):
+            stale.unlink(missing_ok=True)
+            log.warning("storage: removed %s left by an interrupted writer", stale)
 
 
 def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
@@ -51,6 +77,7 @@ def _locked(folder: Path) -> Iterator[None]:
     with open(lock_dir / f"{digest}.lock", "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
+            _sweep(folder)
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -80,11 +107,21 @@ class ParquetStore:
     def close(self) -> None:
         """Nothing to release; present so every store is used the same way."""
 
+    def _inside(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        # Belt and braces after _safe_symbol: a symlinked folder must not lead out of the store either.
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise DataQualityError(f"{'/'.join(parts)!r} resolves outside {self.root}; nothing was written")
+        return path
+
     def _bar_dir(self, symbol: str, timeframe: str) -> Path:
-        return self.root / "ohlcv" / symbol / timeframes.parse(timeframe).mt5
+        return self._inside("ohlcv", _safe_symbol(symbol), timeframes.parse(timeframe).mt5)
+
+    def _tick_dir(self, symbol: str) -> Path:
+        return self._inside("ticks", _safe_symbol(symbol))
 
     def write_bars(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> int:
-        bars = conform_bars(bars)
+        bars = check_bars(bars)
         if bars.empty:
             return 0
         new_rows = 0
@@ -139,13 +176,24 @@ class ParquetStore:
         last = _read(files[-1])
         return None if last.empty else last.index.max()
 
+    def latest_tick_time(self, symbol: str) -> pd.Timestamp | None:
+        files = sorted(self._tick_dir(symbol).glob("*.parquet"))
+        if not files:
+            return None
+        last = _read(files[-1])
+        return None if last.empty else last.index.max()
+
+    def last_timestamp(self, symbol: str, timeframe: str | None = None) -> pd.Timestamp | None:
+        """Newest stored tick time (``timeframe=None``) or bar open time; None when nothing is stored."""
+        return self.latest_tick_time(symbol) if timeframe is None else self.latest_bar_time(symbol, timeframe)
+
     def write_ticks(self, ticks: pd.DataFrame, symbol: str) -> int:
-        ticks = conform_ticks(ticks)
+        ticks = check_ticks(ticks)
         if ticks.empty:
             return 0
         new_rows = 0
         days = ticks.index.tz_convert(None).normalize()
-        folder = self.root / "ticks" / symbol
+        folder = self._tick_dir(symbol)
         with _locked(folder):
             for day, chunk in ticks.groupby(days, sort=True):
                 path = folder / f"{day:%Y-%m-%d}.parquet"
@@ -159,7 +207,7 @@ class ParquetStore:
 
     def read_ticks(self, symbol: str, start: pd.Timestamp | str | None = None,
                    end: pd.Timestamp | str | None = None) -> pd.DataFrame:
-        files = sorted((self.root / "ticks" / symbol).glob("*.parquet"))
+        files = sorted(self._tick_dir(symbol).glob("*.parquet"))
         frames = [_read(p) for p in files]
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype="float64") for c in ("bid", "ask", "volume")},

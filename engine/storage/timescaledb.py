@@ -1,56 +1,63 @@
 """PostgreSQL/TimescaleDB store: ``ticks`` and ``ohlcv`` tables, hypertables where the extension exists.
 
-Writes go through ``COPY`` into a temporary table and one ``INSERT .. ON CONFLICT`` so a batch is
-atomic (all rows or none) and idempotent (re-sent rows do not duplicate). SSL is required unless the
-caller lowers ``sslmode`` explicitly. The password is kept out of ``repr`` and of every error message.
+Every write is one transaction: values are validated first (``engine.storage.validate``), then the batch goes
+in with binary COPY, straight into the table when all of it is newer than what is stored and through a
+staging anti-join otherwise (``engine.storage.pgwrite``). A batch is therefore atomic (all rows or none) and
+idempotent (re-sent rows are stored once), so when the connection drops the client reconnects with backoff
+and sends the whole batch again. SSL is required unless the caller lowers ``sslmode`` explicitly; with
+``sslmode=verify-full`` and ``sslrootcert`` the server's certificate and name are checked against that CA.
+The password is kept out of ``repr`` and of every error message.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
+from psycopg2 import sql
 
 from engine import timeframes
-from engine.data.frames import BAR_COLUMNS, conform_bars, conform_ticks, to_utc
+from engine.data.frames import to_utc
 from engine.errors import OperationalError, RetryableError, StorageError
+from engine.storage import pgcopy, pgwrite
+from engine.storage.pgschema import CAGG, OHLCV, TICKS, Features, Layout, detect, ensure_schema
+from engine.storage.validate import check_bars, check_ticks
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ohlcv (
-    symbol     TEXT             NOT NULL,
-    timestamp  TIMESTAMPTZ      NOT NULL,
-    open       DOUBLE PRECISION NOT NULL,
-    high       DOUBLE PRECISION NOT NULL,
-    low        DOUBLE PRECISION NOT NULL,
-    close      DOUBLE PRECISION NOT NULL,
-    volume     DOUBLE PRECISION NOT NULL,
-    timeframe  TEXT             NOT NULL,
-    PRIMARY KEY (symbol, timeframe, timestamp)
-);
-CREATE TABLE IF NOT EXISTS ticks (
-    symbol     TEXT             NOT NULL,
-    timestamp  TIMESTAMPTZ      NOT NULL,
-    bid        DOUBLE PRECISION NOT NULL,
-    ask        DOUBLE PRECISION NOT NULL,
-    volume     DOUBLE PRECISION NOT NULL DEFAULT 0,
-    -- Ticks legitimately share a millisecond; only an identical row is a duplicate.
-    CONSTRAINT ticks_row_unique UNIQUE (symbol, timestamp, bid, ask, volume)
-);
-"""
-
+log = logging.getLogger("engine.storage")
+T = TypeVar("T")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.SerializationFailure,
+              psycopg2.errors.DeadlockDetected)
+_Stamp = pd.Timestamp | str | None
+
+
+def _interval(value: str, key: str) -> str:
+    try:
+        seconds = pd.Timedelta(str(value)).total_seconds()
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise OperationalError(f"storage.{key}={value!r} is not a positive duration (e.g. '1 day', '12 hours')")
+    return f"{int(seconds)} seconds"
 
 
 class TimescaleDBClient:
     def __init__(self, host: str, port: int, dbname: str, user: str, password: str, *,
                  sslmode: str = "require", sslrootcert: str | None = None, connect_timeout: int = 10,
-                 statement_timeout_ms: int = 300_000) -> None:
+                 statement_timeout_ms: int = 300_000, chunk_interval: str = "7 days",
+                 tick_chunk_interval: str = "1 day", compress_after: str | None = "7 days",
+                 tick_retention: str | None = None, retries: int = 3, retry_base: float = 0.5,
+                 retry_cap: float = 5.0) -> None:
         if sslmode not in _SSLMODES:
             raise OperationalError(f"storage.sslmode={sslmode!r} is not one of {', '.join(_SSLMODES)}")
         self.host, self.port, self.dbname, self.user = host, int(port), dbname, user
@@ -58,13 +65,26 @@ class TimescaleDBClient:
         self._params: dict[str, Any] = {
             "host": host, "port": int(port), "dbname": dbname, "user": user, "password": password,
             "sslmode": sslmode, "connect_timeout": int(connect_timeout),
-            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+            # UTC so that any text the server renders is zone-free; reads and writes use binary anyway.
+            "options": f"-c statement_timeout={int(statement_timeout_ms)} -c TimeZone=UTC",
             "application_name": "engine",
         }
         if sslrootcert:
             self._params["sslrootcert"] = sslrootcert
+        self.layout = Layout(
+            bar_chunk=_interval(chunk_interval, "chunk_interval"),
+            tick_chunk=_interval(tick_chunk_interval, "tick_chunk_interval"),
+            compress_after=_interval(compress_after, "compress_after") if compress_after else None,
+            tick_retention=_interval(tick_retention, "tick_retention") if tick_retention else None)
+        self.retries, self.retry_base, self.retry_cap = int(retries), float(retry_base), float(retry_cap)
         self._conn: psycopg2.extensions.connection | None = None
-        self.hypertables: bool | None = None
+        self.features: Features | None = None
+        self.reconnects = 0
+
+    @property
+    def hypertables(self) -> bool | None:
+        """True when the tables are TimescaleDB hypertables; None until the schema has been checked."""
+        return None if self.features is None else self.features.timescaledb
 
     def __repr__(self) -> str:
         return (f"TimescaleDBClient(host={self.host!r}, port={self.port}, dbname={self.dbname!r}, "
@@ -90,16 +110,42 @@ class TimescaleDBClient:
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg2.extensions.cursor]:
+        """One transaction: committed when the block ends, rolled back (nothing written) when it raises."""
         conn = self._connection()
         try:
-            with conn, conn.cursor() as cur:  # commits on success, rolls back on any exception
+            with conn.cursor() as cur:
                 yield cur
-        except psycopg2.OperationalError as exc:
+            conn.commit()
+        except BaseException as exc:
+            self._abandon(conn)
+            if isinstance(exc, _TRANSIENT):
+                raise RetryableError(f"{self.describe()}: connection lost or transaction aborted "
+                                     f"({_first_line(exc)}); nothing was written by this call, retry it") from None
+            if isinstance(exc, psycopg2.Error):
+                raise StorageError(f"{self.describe()}: {_first_line(exc)}; nothing was written by this call") from None
+            raise
+
+    def _abandon(self, conn: psycopg2.extensions.connection) -> None:
+        try:
+            conn.rollback()
+        except psycopg2.Error:  # the connection is gone; the server rolled the transaction back itself
             conn.close()
-            raise RetryableError(f"{self.describe()}: connection lost ({_first_line(exc)}); nothing was "
-                                 "written by this call, retry it") from None
-        except psycopg2.Error as exc:
-            raise StorageError(f"{self.describe()}: {_first_line(exc)}; nothing was written by this call") from None
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """Run ``call`` (one whole transaction) again after a dropped connection, with capped backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except RetryableError as exc:
+                if attempt == self.retries:
+                    raise
+                delay = min(self.retry_cap, self.retry_base * 2 ** attempt) * (0.5 + random.random() / 2)
+                log.warning("storage: %s failed (%s); reconnecting in %.1fs (attempt %d of %d)", what, exc,
+                            delay, attempt + 1, self.retries)
+                self.close()
+                self.reconnects += 1
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -108,119 +154,151 @@ class TimescaleDBClient:
 
     # -- schema -----------------------------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create tables (idempotent); make them hypertables when TimescaleDB is installed."""
-        with self._tx() as cur:
-            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-            available = cur.fetchone() is not None
-            if available:
-                cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            cur.execute(_SCHEMA)
-            if available:
-                for table in ("ohlcv", "ticks"):
-                    cur.execute("SELECT create_hypertable(%s, 'timestamp', if_not_exists => TRUE, "
-                                "migrate_data => TRUE)", (table,))
-        self.hypertables = available
+        """Create what is missing (idempotent; read-only when the tables exist) and log what the server offers."""
+        def run() -> Features:
+            with self._tx() as cur:
+                return ensure_schema(cur, self.layout)
+        self.features = self._retrying("create_schema", run)
+
+    def _features(self) -> Features:
+        if self.features is None:
+            def run() -> Features:
+                with self._tx() as cur:
+                    return detect(cur)
+            self.features = self._retrying("detect", run)
+        return self.features
 
     # -- writes -----------------------------------------------------------------------------------
-    def insert_ohlcv(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> int:
+    def insert_ohlcv(self, bars: pd.DataFrame, symbol: str, timeframe: str, *,
+                     append_only: bool | None = None) -> int:
         """Upsert bars; returns the number of rows that were not stored before."""
-        bars = conform_bars(bars)
+        bars = check_bars(bars)
         if bars.empty:
             return 0
         tf = timeframes.parse(timeframe).mt5
-        buf = _csv(bars, extra={"symbol": symbol, "timeframe": tf})
-        cols = "symbol, timestamp, open, high, low, close, volume, timeframe"
-        with self._tx() as cur:
-            cur.execute("CREATE TEMP TABLE _stage_ohlcv (LIKE ohlcv INCLUDING DEFAULTS) ON COMMIT DROP")
-            cur.copy_expert(f"COPY _stage_ohlcv ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
-            cur.execute(
-                f"INSERT INTO ohlcv ({cols}) SELECT {cols} FROM _stage_ohlcv "
-                "ON CONFLICT (symbol, timeframe, timestamp) DO UPDATE SET open = EXCLUDED.open, "
-                "high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume "
-                "RETURNING (xmax = 0)")
-            return sum(1 for (inserted,) in cur.fetchall() if inserted)
+
+        def run() -> int:
+            with self._tx() as cur:
+                return pgwrite.write_bars(cur, symbol, tf, bars, append_only=append_only)
+        return self._retrying("insert_ohlcv", run)
 
     def write_bars(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> int:
         return self.insert_ohlcv(bars, symbol, timeframe)
 
-    def insert_ticks(self, ticks: pd.DataFrame | Iterable[Mapping[str, Any]], symbol: str | None = None) -> int:
+    def insert_ticks(self, ticks: pd.DataFrame | Iterable[Mapping[str, Any]], symbol: str | None = None, *,
+                     append_only: bool | None = None) -> int:
         """Insert ticks (a frame, or dicts with ``symbol, timestamp, bid, ask, volume``); identical rows are
-        stored once. Returns the number of new rows."""
+        stored once. Returns the number of new rows. Every symbol's rows are checked before any is written."""
         frame = ticks if isinstance(ticks, pd.DataFrame) else _ticks_from_records(ticks)
         if "timestamp" in frame.columns:
             frame = frame.set_index(pd.to_datetime(frame["timestamp"], utc=True)).drop(columns="timestamp")
         if symbol is None and "symbol" not in frame.columns:
             raise StorageError("insert_ticks needs symbol=... or a 'symbol' column")
         groups = [(symbol, frame)] if symbol is not None else list(frame.groupby("symbol", sort=False))
-        cols = "symbol, timestamp, bid, ask, volume"
-        with self._tx() as cur:
-            cur.execute("CREATE TEMP TABLE _stage_ticks (LIKE ticks INCLUDING DEFAULTS) ON COMMIT DROP")
-            for sym, part in groups:
-                conformed = conform_ticks(part)[["bid", "ask", "volume"]]
-                cur.copy_expert(f"COPY _stage_ticks ({cols}) FROM STDIN WITH (FORMAT csv)",
-                                _csv(conformed, extra={"symbol": str(sym)}))
-            cur.execute(f"INSERT INTO ticks ({cols}) SELECT DISTINCT {cols} FROM _stage_ticks "
-                        "ON CONFLICT ON CONSTRAINT ticks_row_unique DO NOTHING")
-            added = cur.rowcount
-        return added
+        checked = [(str(sym), check_ticks(part)) for sym, part in groups]
+
+        def run() -> int:
+            with self._tx() as cur:
+                return sum(pgwrite.write_ticks(cur, sym, part, append_only=append_only) for sym, part in checked)
+        return self._retrying("insert_ticks", run)
+
+    def write_ticks(self, ticks: pd.DataFrame, symbol: str) -> int:
+        return self.insert_ticks(ticks, symbol)
 
     # -- reads ------------------------------------------------------------------------------------
-    def read_bars(self, symbol: str, timeframe: str, start: pd.Timestamp | str | None = None,
-                  end: pd.Timestamp | str | None = None) -> pd.DataFrame:
-        tf = timeframes.parse(timeframe).mt5
-        sql = ("SELECT timestamp, open, high, low, close, volume FROM ohlcv "
-               "WHERE symbol = %s AND timeframe = %s")
-        args: list[Any] = [symbol, tf]
-        if start is not None:
-            sql += " AND timestamp >= %s"
-            args.append(to_utc(start).to_pydatetime())
-        if end is not None:
-            sql += " AND timestamp < %s"
-            args.append(to_utc(end).to_pydatetime())
-        sql += " ORDER BY timestamp"
-        with self._tx() as cur:
-            cur.execute(sql, args)
-            rows = cur.fetchall()
-        frame = pd.DataFrame(rows, columns=["timestamp", *BAR_COLUMNS])
-        frame.index = pd.to_datetime(frame.pop("timestamp"), utc=True)
-        return conform_bars(frame)
+    def _copy_out(self, what: str, query: sql.Composable, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+        def run() -> bytes:
+            buf = io.BytesIO()
+            with self._tx() as cur:
+                cur.copy_expert(sql.SQL("COPY ({q}) TO STDOUT WITH (FORMAT binary)").format(q=query), buf)
+            return buf.getvalue()
+        return pgcopy.decode(self._retrying(what, run), kinds)
 
-    def read_ticks(self, symbol: str, start: pd.Timestamp | str | None = None,
-                   end: pd.Timestamp | str | None = None) -> pd.DataFrame:
-        sql = "SELECT timestamp, bid, ask, volume FROM ticks WHERE symbol = %s"
-        args: list[Any] = [symbol]
-        if start is not None:
-            sql += " AND timestamp >= %s"
-            args.append(to_utc(start).to_pydatetime())
-        if end is not None:
-            sql += " AND timestamp < %s"
-            args.append(to_utc(end).to_pydatetime())
-        with self._tx() as cur:
-            cur.execute(sql + " ORDER BY timestamp", args)
-            rows = cur.fetchall()
-        frame = pd.DataFrame(rows, columns=["timestamp", "bid", "ask", "volume"])
-        frame.index = pd.to_datetime(frame.pop("timestamp"), utc=True)
-        return conform_ticks(frame)
+    @staticmethod
+    def _frame(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
+        index = pd.DatetimeIndex(cols["c0"], name="timestamp").tz_localize("UTC")
+        return pd.DataFrame({n: cols[f"c{i + 1}"] for i, n in enumerate(names)}, index=index)
+
+    def fetch_ohlcv(self, symbol: str, start: _Stamp = None, end: _Stamp = None, timeframe: str = "M1") -> pd.DataFrame:
+        """Bars with ``start <= timestamp < end`` (either bound optional), oldest first."""
+        names = ("open", "high", "low", "close", "volume")
+        query = sql.SQL("SELECT timestamp, {c} FROM {t} WHERE symbol = {s} AND timeframe = {tf}{w} ORDER BY timestamp"
+                        ).format(c=sql.SQL(", ").join(map(sql.Identifier, names)), t=sql.Identifier(OHLCV),
+                                 s=sql.Literal(symbol), tf=sql.Literal(timeframes.parse(timeframe).mt5),
+                                 w=_window(start, end))
+        return self._frame(self._copy_out("fetch_ohlcv", query, ("timestamptz",) + ("float8",) * 5), names)
+
+    def read_bars(self, symbol: str, timeframe: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
+        return self.fetch_ohlcv(symbol, start, end, timeframe)
+
+    def fetch_ticks(self, symbol: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
+        """Ticks with ``start <= timestamp < end``, by time (ties by price: arrival order is not stored)."""
+        names = ("bid", "ask", "volume")
+        query = sql.SQL("SELECT timestamp, bid, ask, volume FROM {t} WHERE symbol = {s}{w} "
+                        "ORDER BY timestamp, bid, ask, volume").format(t=sql.Identifier(TICKS), s=sql.Literal(symbol),
+                                                                       w=_window(start, end))
+        return self._frame(self._copy_out("fetch_ticks", query, ("timestamptz",) + ("float8",) * 3), names)
+
+    def read_ticks(self, symbol: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
+        return self.fetch_ticks(symbol, start, end)
+
+    def last_timestamp(self, symbol: str, timeframe: str | None = None) -> pd.Timestamp | None:
+        """Newest stored tick time (``timeframe=None``) or bar open time of ``symbol``; None when empty.
+
+        Read from ``series_heads`` (one row per series, kept in the writing transaction), so it costs the
+        same however much is stored."""
+        table, tf = (TICKS, "") if timeframe is None else (OHLCV, timeframes.parse(timeframe).mt5)
+
+        def run() -> int | None:
+            with self._tx() as cur:
+                return pgwrite.head(cur, table, symbol, tf)
+        latest = self._retrying("last_timestamp", run)
+        return None if latest is None else pd.Timestamp(latest, unit="us", tz="UTC")
 
     def latest_bar_time(self, symbol: str, timeframe: str) -> pd.Timestamp | None:
-        with self._tx() as cur:
-            cur.execute("SELECT max(timestamp) FROM ohlcv WHERE symbol = %s AND timeframe = %s",
-                        (symbol, timeframes.parse(timeframe).mt5))
-            (latest,) = cur.fetchone()
-        return None if latest is None else to_utc(pd.Timestamp(latest))
+        return self.last_timestamp(symbol, timeframe)
+
+    def bars_from_ticks(self, symbol: str, timeframe: str, start: _Stamp, end: _Stamp, *,
+                        volume: str = "tick") -> pd.DataFrame:
+        """Bid bars computed in the database from stored ticks in ``[start, end)``: ``time_bucket`` on
+        TimescaleDB, ``date_bin`` on plain PostgreSQL. ``volume='tick'`` counts ticks (MT5's tick volume);
+        ``'real'`` sums their volume. Ticks sharing a microsecond have no stored order, so such a tie at a bar's
+        edge may pick either as open/close."""
+        tf = timeframes.parse(timeframe)
+        if tf.mt5 == "MN1":
+            raise OperationalError("bars_from_ticks needs a fixed-length timeframe (M1..W1), not MN1")
+        if volume not in ("tick", "real"):
+            raise OperationalError(f"volume={volume!r}: use 'tick' or 'real'")
+        vol = sql.SQL("count(*)::float8" if volume == "tick" else "sum(volume)")
+        width, origin = f"{tf.seconds} seconds", sql.Literal("2000-01-03T00:00:00+00:00")  # a Monday, as MT5's W1
+        feats, where = self._features(), {"s": sql.Literal(symbol), "x": _window(start, end)}
+        if feats.community and volume == "tick" and tf.seconds % 60 == 0:
+            # The continuous aggregate already holds one-minute bars (real-time: unmaterialised rows included).
+            query = sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(open, timestamp), "
+                            "max(high), min(low), last(close, timestamp), sum(volume) FROM {v} WHERE symbol = {s}{x} "
+                            "GROUP BY b ORDER BY b").format(v=sql.Identifier(CAGG), w=sql.Literal(width), o=origin,
+                                                           **where)
+        elif feats.timescaledb:
+            query = sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(bid, timestamp), max(bid), "
+                            "min(bid), last(bid, timestamp), {vol} FROM {t} WHERE symbol = {s}{x} GROUP BY b ORDER BY b"
+                            ).format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin, vol=vol, **where)
+        else:
+            query = sql.SQL("SELECT date_bin({w}::interval, timestamp, {o}::timestamptz) AS b, "
+                            "(array_agg(bid ORDER BY timestamp))[1], max(bid), min(bid), "
+                            "(array_agg(bid ORDER BY timestamp DESC))[1], {vol} FROM {t} WHERE symbol = {s}{x} "
+                            "GROUP BY b ORDER BY b").format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin,
+                                                           vol=vol, **where)
+        names = ("open", "high", "low", "close", "volume")
+        return self._frame(self._copy_out("bars_from_ticks", query, ("timestamptz",) + ("float8",) * 5), names)
 
 
-def _csv(frame: pd.DataFrame, extra: Mapping[str, str]) -> io.StringIO:
-    out = frame.copy()
-    # ISO with offset: unambiguous for PostgreSQL whatever the session TimeZone is.
-    out.insert(0, "timestamp", out.index.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"))
-    for name, value in extra.items():
-        out[name] = value
-    order = ["symbol", "timestamp", *[c for c in frame.columns], *[k for k in extra if k != "symbol"]]
-    buf = io.StringIO()
-    out[order].to_csv(buf, header=False, index=False, float_format="%.17g")
-    buf.seek(0)
-    return buf
+def _window(start: _Stamp, end: _Stamp) -> sql.Composable:
+    parts: list[sql.Composable] = []
+    if start is not None:
+        parts.append(sql.SQL(" AND timestamp >= {}").format(sql.Literal(to_utc(start).to_pydatetime())))
+    if end is not None:
+        parts.append(sql.SQL(" AND timestamp < {}").format(sql.Literal(to_utc(end).to_pydatetime())))
+    return sql.Composed(parts)
 
 
 def _ticks_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -243,9 +321,10 @@ def _connect_error(exc: psycopg2.OperationalError, where: str) -> Exception:
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return OperationalError(f"{where}: authentication failed; check storage.user and the "
                                 "db_password secret")
-    if "ssl" in lowered:
-        return OperationalError(f"{where}: SSL negotiation failed ({msg}); the server must enable SSL, or set "
-                                "storage.sslmode=disable for a trusted local server")
+    if "certificate" in lowered or "ssl" in lowered:
+        return OperationalError(f"{where}: SSL negotiation failed ({msg}); the server must enable SSL (and, with "
+                                "storage.sslmode=verify-full, present a certificate for this host signed by "
+                                "storage.sslrootcert), or set storage.sslmode=disable for a trusted local server")
     if "does not exist" in lowered:
         return OperationalError(f"{where}: {msg}; create the database or fix storage.dbname")
     return RetryableError(f"{where}: cannot connect ({msg}); is the server running and reachable?")

@@ -1,9 +1,10 @@
-"""What every task does around its work: build components, open the MLflow run, load bars."""
+"""What every task does around its work: build components, open the MLflow run, load bars, show progress."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
+from rich.console import Console
 
 from engine.config import PROJECT_ROOT
 from engine.config.build import build
@@ -21,6 +23,15 @@ from engine.storage.base import Store
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
 
 log = logging.getLogger("engine")
+
+
+@contextmanager
+def phase(console: Console, name: str) -> Iterator[None]:
+    """One line per phase with its duration; a spinner while it runs."""
+    start = time.perf_counter()
+    with console.status(f"[bold]{name}[/] ..."):
+        yield
+    console.print(f"[green]done[/] {name} [dim]({time.perf_counter() - start:.1f}s)[/]")
 
 
 def _leaf(node: DictConfig | ListConfig, key: Any) -> Any:

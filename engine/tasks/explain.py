@@ -14,12 +14,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from engine.errors import ConfigError
-from engine.tasks.common import job_run
-from engine.tasks.train import MODEL_FILE, build_dataset, phase
+from engine.tasks.common import job_run, phase
+from engine.tasks.model_wiring import MODEL_FILE, build_dataset
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    from engine.pipeline import MLPipeline
+    from engine.models.pipeline import MLPipeline
     from engine.tasks.reporting import ReportContext, shap_summary
 
     console = Console(stderr=True, soft_wrap=True)

@@ -20,7 +20,7 @@ from engine.trading.backtest import BacktestResult
 @dataclass
 class ReportContext:
     run: Run
-    pipeline: Any  # a fitted engine.pipeline.MLPipeline
+    pipeline: Any  # a fitted engine.models.pipeline.MLPipeline
     X_eval: Any  # evaluation inputs: a 2-D frame or a [n, seq, features] array
     y_eval: np.ndarray
     proba: np.ndarray

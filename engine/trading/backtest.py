@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError, DataQualityError
+from engine.fields import bounded, check
 
 SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades around the clock
 METRIC_NAMES = ("total_return", "sharpe", "max_drawdown", "hit_rate", "turnover", "n_trades", "exposure", "n_bars")
@@ -32,24 +33,16 @@ class BacktestSettings:
     """Signal thresholds and trading costs. Thresholds apply to class probabilities: long when
     P(up) > ``long_threshold``, short when P(down) > ``short_threshold`` (and ``allow_short``)."""
 
-    long_threshold: float = 0.55
-    short_threshold: float = 0.55
+    long_threshold: float = bounded(0.55, ge=0.0, le=1.0)
+    short_threshold: float = bounded(0.55, ge=0.0, le=1.0)
     allow_short: bool = True
-    spread_bps: float = 2.0
-    commission_bps: float = 1.0
-    slippage_bps: float = 0.5
-    initial_equity: float = 10_000.0
+    spread_bps: float = bounded(2.0, ge=0.0)  # quoted spread; half of it is paid per unit traded
+    commission_bps: float = bounded(1.0, ge=0.0)
+    slippage_bps: float = bounded(0.5, ge=0.0)
+    initial_equity: float = bounded(10_000.0, gt=0.0)
 
     def __post_init__(self) -> None:
-        for name in ("long_threshold", "short_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"backtest.{name}", f"must be a probability in [0, 1], got {value!r}")
-        for name in ("spread_bps", "commission_bps", "slippage_bps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"backtest.{name}", f"costs cannot be negative, got {getattr(self, name)!r}")
-        if self.initial_equity <= 0:
-            raise ConfigError("backtest.initial_equity", f"must be > 0, got {self.initial_equity!r}")
+        check(self, "backtest")  # the bounds above; the config layer applies the same ones before any work
 
     @property
     def cost_rate(self) -> float:

@@ -45,3 +45,12 @@ def test_unknown_key_is_refused(compose) -> None:
 
     with pytest.raises(ConfigCompositionException):
         compose(["features.rsii=[14]"])
+
+
+@pytest.mark.parametrize(("override", "nearest"), [("+cleaner.zscoree=3", "zscore"), ("+features.rsii=[3]", "rsi"),
+                                                   ("+labels.horizn=3", "horizon")])
+def test_appended_unknown_key_is_refused(compose, override: str, nearest: str) -> None:
+    # An append (+key=value) passes Hydra's own check; validation names it and the nearest valid key.
+    key = override[1:].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}: unknown key; did you mean {nearest}\?"):
+        validate(compose([override]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.models.nets import NETWORKS, build_network
+from engine.models.nets.registry import NETWORKS, build_network
 
 
 @pytest.mark.parametrize(("model_type", "shape"), [("dnn", (5, 7)), ("lstm", (5, 12, 7)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.secrets import SecureConfig, generate_key
+from engine.secrets.cli import main
 
 VALUE = "cli-canary-4f1e9b"
 
@@ -96,7 +99,7 @@ def test_keygen_and_key_never_from_argv(tmp_path: Path, key: str) -> None:
     (["names", "{f}"], None, "CONFIG_AES_KEY is not set"),
     (["names", "{f}"], "k" * 31, "31 bytes"),
     (["names", "{f}", "--key-env", "{k}"], "{k}", "NAME of an environment variable"),
-    (["get", "{f}", "absent"], "{k}", "no secret named 'absent'"),
+    (["get", "{f}", "absent"], "{k}", "no secret named NAME (names in FILE: db_password)"),
     (["names", "{f}.missing"], "{k}", "does not exist"),
     (["names", "{f}"], "wrong", "WrongKeyError"),
 ])
@@ -113,3 +116,89 @@ def test_errors_are_one_line_and_leak_free(tmp_path: Path, key: str, args: list[
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert VALUE not in proc.stdout + proc.stderr
     assert key[4:] not in proc.stderr and key[4:20] not in proc.stderr
+
+
+# Keys typed where they do not belong, in each accepted form: base64 (with '/' so a path split would
+# cut it in two), hex, and the seed's 32-character passphrase (which is also a valid variable name).
+TYPED_KEYS = {
+    "base64": "base64:" + base64.b64encode(bytes(range(200, 232))).decode(),
+    "hex": "hex:" + bytes(range(100, 132)).hex(),
+    "passphrase": "Kx9vQ2mW7tLp4ZrB8nYc3HdF6sJg1UeA",
+}
+assert "/" in TYPED_KEYS["base64"]
+
+# Every argument position of every command, "{K}" standing for the typed key.
+POSITIONS = {
+    "command": ["{K}"],
+    "command after keygen": ["keygen", "{K}"],
+    "--format of encrypt": ["encrypt", "{plain}", "-o", "{new}", "--format", "{K}"],
+    "--format= of rotate": ["rotate", "{f}", "--format={K}"],
+    "--format of set": ["set", "{f}", "other", "--format", "{K}"],
+    "FILE of names": ["names", "{K}"],
+    "FILE of get": ["get", "{K}", "db_password"],
+    "FILE of decrypt": ["decrypt", "{K}"],
+    "FILE of rotate": ["rotate", "{K}"],
+    "FILE of set": ["set", "{K}", "other"],
+    "FILE under a folder": ["names", "{tmp}/{K}"],
+    "NAME of get": ["get", "{f}", "{K}"],
+    "NAME of set": ["set", "{f}", "{K}"],
+    "PLAINTEXT of encrypt": ["encrypt", "{K}", "-o", "{new}"],
+    "OUT of encrypt": ["encrypt", "{plain}", "-o", "{K}"],
+    "OUT of decrypt": ["decrypt", "{f}", "-o", "{K}"],
+    "--key-env": ["names", "{f}", "--key-env", "{K}"],
+    "--new-key-env": ["rotate", "{f}", "--new-key-env", "{K}"],
+    "a value given to a flag": ["get", "{f}", "db_password", "--show={K}"],
+    "an extra argument": ["names", "{f}", "{K}"],
+    "an unknown option": ["names", "{f}", "--key", "{K}"],
+}
+
+
+def _fragments(text: str, size: int = 12) -> list[str]:
+    return [text[i:i + size] for i in range(len(text) - size + 1)]
+
+
+@pytest.mark.parametrize("form", sorted(TYPED_KEYS))
+@pytest.mark.parametrize("position", sorted(POSITIONS))
+def test_a_key_typed_in_any_position_is_never_printed_back(
+        tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        position: str, form: str) -> None:
+    typed = TYPED_KEYS[form]
+    monkeypatch.chdir(tmp_path)  # a key typed as a bare file name may become a file: keep it in tmp_path
+    monkeypatch.setenv("CONFIG_AES_KEY", key)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-value-from-stdin\n"))
+    f, plain = tmp_path / "s.enc", tmp_path / "plain.json"
+    SecureConfig(f, key).write({"db_password": VALUE})
+    plain.write_text(json.dumps({"db_password": VALUE}))
+    fill = {"{K}": typed, "{f}": str(f), "{plain}": str(plain), "{new}": str(tmp_path / "new.enc"),
+            "{tmp}": str(tmp_path)}
+    argv = []
+    for arg in POSITIONS[position]:
+        for placeholder, value in fill.items():
+            arg = arg.replace(placeholder, value)
+        argv.append(arg)
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own way out is allowed; what it prints is checked the same
+        code = exc.code
+    out, err = capsys.readouterr()
+    printed = out + err
+    leaked = [frag for frag in _fragments(typed) if frag in printed]
+    assert not leaked, f"{position}: exit {code}, printed {leaked[:3]} of the typed key:\n{printed}"
+    assert VALUE not in printed
+    assert code in (0, 1, 2) and (code == 0 or err.strip())  # a refusal still says what is wrong
+
+
+def test_refusals_name_the_role_of_what_was_typed(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    typed = TYPED_KEYS["base64"]
+    monkeypatch.setenv("CONFIG_AES_KEY", key)
+    assert main([typed]) == 2
+    assert "invalid choice (not shown" in capsys.readouterr().err
+    assert main(["rotate", str(tmp_path / "x"), "--format", typed]) == 2
+    assert "argument --format: invalid choice (not shown: it may hold a secret); choose from 'v1', 'seed'" in \
+        capsys.readouterr().err
+    assert main(["names", typed]) == 1
+    assert "secrets file FILE does not exist" in capsys.readouterr().err
+    assert main(["names", str(tmp_path), "--key-env", TYPED_KEYS["passphrase"]]) == 1
+    assert "environment variable <hidden> is not set" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from engine import redact
 from engine.config.build import build
-from engine.config.groups_secrets import SecretReferenceError
+from engine.config.groups.secrets import SecretReferenceError
 from engine.config.validate import validate
 from engine.errors import ConfigError, EngineError
 from engine.secrets import SecureConfig

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg2
 import pytest
 
 from engine.errors import DataQualityError, OperationalError, StorageError
 from engine.sources.csv import SAMPLE_PATH, CsvBarSource
 from engine.storage.parquet import ParquetStore
 from engine.storage.timescaledb import TimescaleDBClient
-from tests.pgcluster import PgServer
+from tests.pgcluster import PgServer, _self_signed
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +113,8 @@ def test_timescaledb_ticks_from_records_and_frame(db: TimescaleDBClient) -> None
 def test_timescaledb_failed_batch_writes_nothing(db: TimescaleDBClient, bars: pd.DataFrame) -> None:
     db.insert_ohlcv(bars.iloc[:10], "BTCUSD", "M1")
     bad = bars.iloc[10:20].copy()
-    bad.iloc[5, 0] = np.nan  # violates NOT NULL inside the batch
-    with pytest.raises(StorageError, match="nothing was written"):
+    bad.iloc[5, 0] = np.nan  # an impossible bar inside the batch: refused before anything is sent (issue 11)
+    with pytest.raises(DataQualityError, match="nothing of this batch was written"):
         db.insert_ohlcv(bad, "BTCUSD", "M1")
     assert len(db.read_bars("BTCUSD", "M1")) == 10
 
@@ -130,16 +129,34 @@ def test_timescaledb_wrong_password_is_typed_and_secret_free(pg: PgServer) -> No
     assert err.value.__suppress_context__  # the driver's exception (with the DSN) is not chained
 
 
-@pytest.mark.postgres
-def test_timescaledb_default_connection_is_encrypted_and_cert_verifies(pg: PgServer) -> None:
-    # sslmode=require is the default: the connection must be encrypted.
-    client = TimescaleDBClient(pg.host, pg.port, pg.dbname, pg.user, pg.password)
+def _session_ssl(client: TimescaleDBClient) -> tuple[bool, str | None]:
+    """The server's own record of this client's backend: is it encrypted, and with which protocol."""
     with client._tx() as cur:
-        cur.execute("SHOW ssl")
-        assert cur.fetchone()[0] == "on"
-    conn = psycopg2.connect(**pg.kwargs(), sslmode="verify-full", sslrootcert=pg.sslrootcert)
-    conn.close()
-    client.close()
+        cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        ssl, version = cur.fetchone()
+    return ssl, version
+
+
+@pytest.mark.postgres
+def test_timescaledb_default_connection_is_encrypted_and_cert_verifies(pg: PgServer, tmp_path: Path) -> None:
+    # The client's DEFAULT sslmode must encrypt. The harness server also accepts plain connections, so
+    # only the backend's own pg_stat_ssl row tells an encrypted session from a plain one.
+    with TimescaleDBClient(pg.host, pg.port, pg.dbname, pg.user, pg.password) as client:
+        ssl, version = _session_ssl(client)
+    assert ssl is True and version and version.startswith("TLS")
+
+    # verify-full through the client: the server's certificate is checked against sslrootcert ...
+    with TimescaleDBClient(pg.host, pg.port, pg.dbname, pg.user, pg.password, sslmode="verify-full",
+                           sslrootcert=pg.sslrootcert) as client:
+        assert _session_ssl(client)[0] is True
+
+    # ... and really checked: a root that did not sign the server's certificate is refused.
+    stranger = tmp_path / "stranger.crt"
+    _self_signed(stranger, tmp_path / "stranger.key")
+    with pytest.raises(OperationalError, match="SSL"), \
+            TimescaleDBClient(pg.host, pg.port, pg.dbname, pg.user, pg.password, sslmode="verify-full",
+                              sslrootcert=str(stranger)) as client:
+        client.create_schema()
 
 
 @pytest.mark.postgres

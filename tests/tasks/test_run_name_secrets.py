@@ -1,4 +1,4 @@
-"""Review regression: a password typed as an override must not reach the MLflow run name."""
+"""A password typed as an override must not reach the MLflow run name."""
 
 from __future__ import annotations
 

@@ -50,8 +50,8 @@ def _train(compose_job, overrides: list[str]) -> tuple[DictConfig, dict[str, flo
 
 def _check_run(store: Store, cfg: DictConfig, metrics: dict[str, float] | None = None) -> Any:
     """One finished run with the metrics, plots and a saved model that reproduces its test accuracy."""
-    from engine.pipeline import MLPipeline
-    from engine.tasks.train import build_dataset
+    from engine.models.pipeline import MLPipeline
+    from engine.tasks.model_wiring import build_dataset
 
     (run,) = [r for r in store.runs(str(cfg.tracking.experiment)) if r.data.tags.get("task") == "train"]
     assert run.info.status == "FINISHED"
@@ -96,7 +96,7 @@ def test_lstm_5m_smoke_through_the_cli(run_engine, compose, store: Store, engine
     # the MLflow model flavour serves the same probabilities as the saved artifact
     (logged_model,) = store.client.search_logged_models([run.info.experiment_id])
     assert logged_model.source_run_id == run.info.run_id
-    from engine.pipeline import MLPipeline
+    from engine.models.pipeline import MLPipeline
 
     pipe = MLPipeline.load(run.data.tags["model_path"])
     windows = np.random.default_rng(0).normal(size=(4, cfg.model.seq_len, len(pipe.feature_names_)))
@@ -140,7 +140,7 @@ def test_explain_logs_a_shap_summary_of_the_saved_model(compose_job, store: Stor
     assert run.info.status == "FINISHED"
     assert {"plots/shap_summary_test.png", "report/shap_test.csv"} <= store.artifacts(run.info.run_id)
     table = store.text(run.info.run_id, "report/shap_test.csv").splitlines()
-    from engine.pipeline import MLPipeline
+    from engine.models.pipeline import MLPipeline
 
     features = MLPipeline.load(run.data.tags["model_path"]).feature_names_
     assert len(table) - 1 == len(features)  # one row per model feature (plus the header)
@@ -209,40 +209,10 @@ def test_misspelt_hyperparameter_fails_composition(compose) -> None:
 
 
 def test_report_steps_match_the_schema() -> None:
-    from engine.config.groups_model import REPORT_STEPS
+    from engine.config.groups.task import REPORT_STEPS
     from engine.tasks.reporting import STEPS
 
     assert set(STEPS) == set(REPORT_STEPS)
-
-
-def test_windows_skip_incomplete_rows_and_unlabelled_ends() -> None:
-    import pandas as pd
-
-    from engine.data.datasets import sequence_windows
-    from engine.tasks.train import _windows
-
-    n, seq = 20, 4
-    idx = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
-    feats = pd.DataFrame({"a": np.arange(n, dtype="float64"), "b": np.arange(n, dtype="float64") * 10}, index=idx)
-    feats.iloc[:2] = np.nan  # warm-up
-    labels = (np.arange(n) % 2).astype("float64")
-    labels[-3:] = np.nan  # horizon runs past the data
-    complete, labelled = feats.notna().all(axis=1).to_numpy(), ~np.isnan(labels)
-
-    X, y, index = _windows(feats, complete, labelled, labels, seq, sequence_windows)
-    # first window: rows 2..5; last window ends on the last labelled row 16
-    assert X.shape == (16 - 5 + 1, seq, 2)
-    assert X[0, :, 0].tolist() == [2, 3, 4, 5] and X[-1, -1, 0] == 16
-    assert index[0] == idx[5] and index[-1] == idx[16]
-    np.testing.assert_array_equal(y, labels[5:17].astype("int64"))
-    assert np.shares_memory(X[0], X[1])  # contiguous block: overlapping views, not a materialised copy
-
-    feats.iloc[9] = np.nan  # a hole in the middle: no window may contain row 9
-    complete = feats.notna().all(axis=1).to_numpy()
-    X, y, index = _windows(feats, complete, labelled, labels, seq, sequence_windows)
-    assert not np.isin(9.0, X[:, :, 0])
-    assert idx[9] not in index and idx[12] not in index and idx[13] in index
-    assert np.isfinite(X).all()
 
 
 def test_dvc_track_versions_the_saved_model(compose_job, engine_root: Path) -> None:

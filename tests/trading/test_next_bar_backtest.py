@@ -21,8 +21,14 @@ FREE = BacktestSettings(spread_bps=0.0, commission_bps=0.0, slippage_bps=0.0, in
 
 
 def _bars(opens: list[float], closes: list[float] | None = None, freq: str = "5min") -> pd.DataFrame:
+    """Bars whose close is NOT the next open (by default 0.7% off it, alternating sides, as after a gap or
+    a wide spread): a backtest that earned to a bar's own close instead of the next open would get other
+    numbers from every fixture here, so the expected values below pin next-open fills."""
     idx = pd.date_range("2024-01-01", periods=len(opens), freq=freq, tz="UTC", name="timestamp")
-    closes = closes if closes is not None else [*opens[1:], opens[-1]]
+    if closes is None:
+        nxt = [*opens[1:], opens[-1]]
+        closes = [price * (1.007 if i % 2 else 0.993) for i, price in enumerate(nxt)]
+    assert all(c != o for c, o in zip(closes[:-1], opens[1:], strict=True)), "fixture: close == next open"
     return pd.DataFrame({"open": opens, "close": closes}, index=idx, dtype="float64")
 
 
@@ -31,11 +37,27 @@ def _bt(signals: list[float], bars: pd.DataFrame, settings: BacktestSettings = F
 
 
 def test_signal_fills_at_next_open_not_at_the_close_it_was_computed_on() -> None:
-    # The price jumps 100 -> 110 between the signal's bar and the next open: that jump is not earned.
-    bars = _bars([100.0, 110.0, 121.0, 121.0], closes=[110.0, 121.0, 121.0, 121.0])
+    # The price jumps 100 -> 110 between the signal's bar and the next open: that jump is not earned. The
+    # position is held from bar 1's open (110) to bar 2's open (121); bar 1's own close (115) is irrelevant.
+    bars = _bars([100.0, 110.0, 121.0, 121.0], closes=[104.0, 115.0, 118.0, 121.0])
     res = _bt([1, 0, 0, 0], bars)
     assert res.frame["position"].tolist() == [0.0, 1.0, 0.0, 0.0]
     assert res.metrics["total_return"] == pytest.approx(121.0 / 110.0 - 1.0)
+
+
+def test_every_bar_earns_open_to_next_open_and_only_the_last_close_counts() -> None:
+    rng = np.random.default_rng(3)
+    opens = 100 * np.exp(rng.normal(0, 0.01, 40).cumsum())
+    closes = opens * np.exp(rng.normal(0, 0.01, 40))  # unrelated to the next open
+    bars = _bars(list(opens), closes=list(closes))
+    sig = rng.choice([-1.0, 0.0, 1.0], size=40).tolist()
+    res = _bt(sig, bars)
+    want = np.append(opens[1:] / opens[:-1], closes[-1] / opens[-1]) - 1.0
+    np.testing.assert_allclose(res.frame["price_return"].to_numpy(), want, rtol=1e-12)
+    # Moving every close but the last changes nothing: fills and marks use opens.
+    moved = bars.copy()
+    moved.iloc[:-1, moved.columns.get_loc("close")] *= rng.uniform(0.8, 1.2, 39)
+    pd.testing.assert_frame_equal(_bt(sig, moved).frame, res.frame)
 
 
 def test_positions_are_signals_shifted_by_one_bar() -> None:
@@ -79,7 +101,7 @@ def test_flip_trades_two_units_and_short_earns_the_fall() -> None:
 
 def test_position_open_at_the_end_is_closed_at_the_last_close_and_charged() -> None:
     settings = BacktestSettings(spread_bps=0.0, commission_bps=5.0, slippage_bps=0.0, initial_equity=1.0)
-    bars = _bars([100.0, 100.0, 100.0], closes=[100.0, 100.0, 105.0])
+    bars = _bars([100.0, 100.0, 100.0], closes=[101.0, 99.0, 105.0])
     res = _bt([0, 1, 1], bars, settings)
     # entered at bar 2's open (100), marked to its close (105), liquidated there: two units of cost.
     assert res.frame["traded"].iloc[-1] == 2.0

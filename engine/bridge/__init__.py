@@ -1,8 +1,0 @@
-"""Reference REST bridge over the Windows-only MetaTrader5 package: ``python -m engine.bridge``.
-
-Importing this package never imports MetaTrader5; the package is loaded when a bridge starts.
-"""
-
-from engine.bridge.backend import MT5Backend
-
-__all__ = ["MT5Backend"]

@@ -1,1 +1,0 @@
-"""MetaTrader 5 over REST: the client (mt5_rest), the simulator and the contract they share."""

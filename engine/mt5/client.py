@@ -1,0 +1,335 @@
+"""MT5RestClient: MetaTrader 5 over the REST contract (docs/mt5_rest_api.md) from any OS.
+
+The client reads (account, symbols, bars, ticks, positions, orders, history) and posts orders raw: one
+request per call, never resent, never reconciled. The exactly-once order logic (Idempotency-Key,
+reconciliation by magic+comment, lost and garbled answers) is engine.trading.execution's, over the
+Broker protocol this client satisfies. Transport (timeouts, typed errors, GET retries) is
+engine.mt5.transport. Bars and ticks come back as UTC-indexed DataFrames; broker server time is converted
+with a configured offset or one measured against the server's latest tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pandas as pd
+import requests
+
+from engine.data.frames import conform_bars, to_utc
+from engine.errors import BadResponseError, ConfigError, InvalidRequestError, OperationalError
+from engine.mt5 import contract, payloads
+from engine.mt5.retry import RetryPolicy
+from engine.mt5.transport import HttpTransport
+from engine.redact import MASK
+
+log = logging.getLogger("engine.mt5.client")
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Offsets are measured to the nearest quarter hour: brokers use whole or half/quarter-hour zones,
+# and the latest tick may be seconds or minutes old.
+_OFFSET_QUANTUM = pd.Timedelta(minutes=15)
+
+
+class MT5RestClient:
+    """A client for one MT5 REST endpoint (the bridge on the terminal's host, or the simulator).
+
+    ``server_time_offset_hours``: broker server time minus UTC; None measures it once from the latest
+    tick. ``max_bars``: the most bars one request may ask for (the terminal's "Max bars in chart" or
+    the bridge's cap); longer ranges are fetched in chunks. ``order_retries``: how often the execution
+    layer may resend an order after reconciling. ``session`` may be injected (e.g. with a custom
+    adapter); the client closes only a session it created.
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, connect_timeout: float = 3.0, read_timeout: float = 30.0,
+                 retries: int = 3, backoff_base: float = 0.2, backoff_cap: float = 5.0, jitter: float = 1.0,
+                 max_retry_after: float = 30.0, order_retries: int = 2,
+                 server_time_offset_hours: float | None = None, max_bars: int = contract.DEFAULT_MAX_BARS,
+                 verify_tls: bool = True, ca_bundle: str | None = None, session: requests.Session | None = None,
+                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        parts = urlsplit(str(base_url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("connector.base_url", f"{base_url!r} is not an http(s) URL; e.g. "
+                                                    "https://mt5-bridge.example:8443")
+        if not api_key or not isinstance(api_key, str):
+            raise ConfigError("connector.api_key", "empty API key; set the secret mt5_api_key "
+                                                   "(python -m engine.secrets) or use connector=simulator")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ConfigError("connector.timeouts", "connect_timeout and read_timeout must be > 0 seconds")
+        if max_bars < 1 or order_retries < 0:
+            raise ConfigError("connector.max_bars", "max_bars must be >= 1 and order_retries >= 0")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            log.warning("MT5 REST over plain http to %s: the API key and orders travel unencrypted; use https",
+                        parts.hostname)
+        self.base_url = str(base_url).rstrip("/")
+        policy = RetryPolicy(retries=retries, base=backoff_base, cap=backoff_cap, jitter=jitter,
+                             max_retry_after=max_retry_after)
+        self.transport = HttpTransport(self.base_url, api_key, timeout=(float(connect_timeout), float(read_timeout)),
+                                       policy=policy, verify=ca_bundle if ca_bundle else bool(verify_tls),
+                                       session=session, seed=seed, sleep=sleep)
+        self.order_retries = order_retries
+        self.max_bars = int(max_bars)
+        self._offset = None if server_time_offset_hours is None else pd.Timedelta(hours=server_time_offset_hours)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={MASK!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> MT5RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- server time -------------------------------------------------------------------------------------
+    def server_offset(self, symbol: str = "BTCUSD") -> pd.Timedelta:
+        """Broker server time minus UTC: configured, or measured once from ``symbol``'s latest tick."""
+        if self._offset is None:
+            self._offset = self.measure_offset(symbol)
+        return self._offset
+
+    def measure_offset(self, symbol: str = "BTCUSD") -> pd.Timedelta:
+        """Latest tick (server time) against the server's UTC clock (``/health`` ``time_utc``) or ours."""
+        health = self.health()
+        tick = self._object(f"/symbol_info_tick/{quote(symbol, safe='')}", ("time",), "GET /symbol_info_tick")
+        tick_server = payloads.server_times_to_utc([tick.get("time_msc") or tick["time"] * 1000], pd.Timedelta(0),
+                                                   "tick", unit="ms")[0]
+        ref = health.get("time_utc") if isinstance(health, dict) else None
+        now = to_utc(ref) if ref else pd.Timestamp.now(tz="UTC")
+        raw = tick_server - now
+        if abs(raw) > pd.Timedelta(hours=15):
+            raise OperationalError(f"cannot measure the server time offset: the latest {symbol} tick is "
+                                   f"{raw} away from UTC now (market closed?); set connector.server_time_offset")
+        offset = pd.Timedelta(round(raw / _OFFSET_QUANTUM) * _OFFSET_QUANTUM)
+        log.info("measured MT5 server time offset %s (raw %s)", offset, raw)
+        return offset
+
+    def _utc_to_server(self, ts: pd.Timestamp, symbol: str) -> str:
+        return contract.iso((ts.tz_convert("UTC").tz_localize(None) + self.server_offset(symbol)).to_pydatetime())
+
+    # -- read API ------------------------------------------------------------------------------------------
+    def _object(self, path: str, fields: tuple[str, ...], what: str) -> dict[str, Any]:
+        return payloads.require_fields(self.transport.get(path), fields, what)
+
+    def health(self) -> dict[str, Any]:
+        return self._object("/health", ("status",), "GET /health")
+
+    def account_info(self) -> dict[str, Any]:
+        info = self._object("/account_info", ("balance", "equity", "margin", "margin_free"), "GET /account_info")
+        for key in ("balance", "equity", "margin", "margin_free"):
+            if isinstance(info[key], bool) or not isinstance(info[key], int | float) or not math.isfinite(info[key]):
+                raise BadResponseError(f"GET /account_info: {key} is not a number: {info[key]!r}")
+        return info
+
+    def symbol_info(self, symbol: str) -> dict[str, Any]:
+        return self._object(f"/symbol_info/{quote(symbol, safe='')}", ("name", "digits", "point"), "GET /symbol_info")
+
+    def latest_tick(self, symbol: str) -> dict[str, Any]:
+        """The latest tick with ``time`` as a UTC Timestamp."""
+        tick = self._object(f"/symbol_info_tick/{quote(symbol, safe='')}", ("time", "bid", "ask"),
+                            "GET /symbol_info_tick")
+        # Polled in live loops: parsed by hand, no DataFrame.
+        try:
+            ms = int(tick.get("time_msc") or int(tick["time"]) * 1000)
+            out = {"time": pd.Timestamp(ms, unit="ms", tz="UTC") - self.server_offset(symbol),
+                   "bid": float(tick["bid"]), "ask": float(tick["ask"]), "last": float(tick.get("last") or 0.0),
+                   "volume": float(tick.get("volume") or 0.0)}
+        except (TypeError, ValueError):
+            raise BadResponseError(f"GET /symbol_info_tick: unreadable tick {tick!r}") from None
+        if not (math.isfinite(out["bid"]) and math.isfinite(out["ask"])):
+            raise BadResponseError("GET /symbol_info_tick: non-finite bid/ask")
+        return out
+
+    def bars(self, symbol: str, timeframe: str, count: int, start_pos: int = 0) -> pd.DataFrame:
+        """The latest ``count`` bars (``start_pos`` bars back from the current one), oldest first.
+        The last row is the bar still forming when ``start_pos`` is 0."""
+        tf = contract.timeframe(timeframe)
+        if count < 1 or start_pos < 0:
+            raise InvalidRequestError(f"count must be >= 1 and start_pos >= 0, got {count}, {start_pos}")
+        out = []
+        for lo in range(start_pos, start_pos + count, self.max_bars):
+            n = min(self.max_bars, start_pos + count - lo)
+            payload = self.transport.get("/fetch_data_pos", symbol=symbol, timeframe=tf.mt5, num_bars=n, start_pos=lo)
+            out.append(payloads.bars_frame(payload, self.server_offset(symbol), "GET /fetch_data_pos"))
+        return _concat(out[::-1])
+
+    def bars_range(self, symbol: str, timeframe: str, start: str | pd.Timestamp, end: str | pd.Timestamp, *,
+                   progress: bool = False) -> pd.DataFrame:
+        """Bars with UTC open time in ``[start, end)``, fetched in chunks of at most ``max_bars``."""
+        tf = contract.timeframe(timeframe)
+        start_u, end_u = _utc(start, "start"), _utc(end, "end")
+        if start_u >= end_u:
+            raise InvalidRequestError(f"start {start_u.isoformat()} must be before end {end_u.isoformat()}")
+        step = pd.Timedelta(seconds=tf.seconds * self.max_bars)
+        windows = list(_windows(start_u, end_u, step))
+        parts = []
+        for lo, hi in _progress(windows, progress, f"fetching {symbol} {tf.mt5} bars"):
+            # The contract's end is inclusive: stop one second short so chunks never overlap.
+            payload = self.transport.get("/fetch_data_range", symbol=symbol, timeframe=tf.mt5,
+                                         start=self._utc_to_server(lo, symbol),
+                                         end=self._utc_to_server(hi - pd.Timedelta(seconds=1), symbol))
+            frame = payloads.bars_frame(payload, self.server_offset(symbol), "GET /fetch_data_range")
+            parts.append(frame.loc[(frame.index >= lo) & (frame.index < hi)])
+        return _concat(parts)
+
+    def ticks_range(self, symbol: str, start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFrame:
+        """Ticks with UTC time in ``[start, end)`` (exact duplicates dropped)."""
+        start_u, end_u = _utc(start, "start"), _utc(end, "end")
+        if start_u >= end_u:
+            raise InvalidRequestError(f"start {start_u.isoformat()} must be before end {end_u.isoformat()}")
+        payload = self.transport.get("/fetch_ticks_range", symbol=symbol, start=self._utc_to_server(start_u, symbol),
+                                     end=self._utc_to_server(end_u, symbol))
+        frame = payloads.ticks_frame(payload, self.server_offset(symbol), "GET /fetch_ticks_range")
+        return frame.loc[(frame.index >= start_u) & (frame.index < end_u)]
+
+    def positions(self, symbol: str | None = None) -> pd.DataFrame:
+        return self._records("/get_positions", contract.POSITION_FIELDS, ("time",), symbol, symbol=symbol)
+
+    def orders(self, symbol: str | None = None) -> pd.DataFrame:
+        """Pending orders."""
+        return self._records("/orders_get", contract.ORDER_FIELDS, ("time_setup",), symbol, symbol=symbol)
+
+    def history_deals(self, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None,
+                      symbol: str = "BTCUSD") -> pd.DataFrame:
+        return self._records("/history_deals_get", contract.DEAL_FIELDS, ("time",), symbol,
+                             **self._history_params(start, end, symbol))
+
+    def history_orders(self, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None,
+                       symbol: str = "BTCUSD") -> pd.DataFrame:
+        return self._records("/history_orders_get", contract.ORDER_FIELDS, ("time_setup", "time_done"), symbol,
+                             **self._history_params(start, end, symbol))
+
+    def _records(self, route: str, fields: tuple[str, ...], time_fields: tuple[str, ...],
+                 offset_symbol: str | None, **params: Any) -> pd.DataFrame:
+        payload = self.transport.get(route, **params)
+        offset = self._offset_for(payload, offset_symbol)
+        return payloads.records_frame(payload, fields, offset, time_fields, f"GET {route}")
+
+    def _history_params(self, start: Any, end: Any, symbol: str) -> dict[str, str | None]:
+        s = None if start is None else self._utc_to_server(_utc(start, "start"), symbol)
+        e = None if end is None else self._utc_to_server(_utc(end, "end"), symbol)
+        return {"start": s, "end": e}
+
+    def _offset_for(self, payload: Any, symbol: str | None) -> pd.Timedelta:
+        if self._offset is not None:
+            return self._offset
+        if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+            return self.server_offset(symbol or str(payload[0].get("symbol") or "BTCUSD"))
+        return pd.Timedelta(0)  # nothing to convert
+
+    # -- raw order posts (the Broker protocol of engine.trading.execution) --------------------------------
+    def post_order(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST /order once: the server's ``order_send`` result, whatever its retcode."""
+        return self._post("/order", body, idempotency_key)
+
+    def post_close(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST /close_position once: the server's ``order_send`` result, whatever its retcode."""
+        return self._post("/close_position", body, idempotency_key)
+
+    def _post(self, path: str, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        what = f"POST {path}"
+        try:
+            payload = self.transport.request("POST", path, body=dict(body),
+                                             headers={contract.IDEMPOTENCY_HEADER: key}, retry=False)
+        except InvalidRequestError as exc:
+            # A bridge may answer a refused order with an HTTP error that still carries MT5's result.
+            payload = getattr(exc, "payload", None)
+            if not (isinstance(payload, dict) and "retcode" in payload):
+                raise
+        return payloads.require_fields(payload, ("retcode",), what)
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> None:
+        """Wait before retry ``attempt`` (0-based) with this client's backoff or the server's Retry-After."""
+        self.transport.backoff(attempt, retry_after)
+
+    def find_order(self, comment: str, *, magic: int | None = None,
+                   position: int | None = None) -> dict[str, Any] | None:
+        """The deal or pending order carrying ``comment`` (and ``magic``/``position``) as an order result."""
+        found = _deal_result(self.history_deals(), comment, magic, position)
+        if found is None and position is None:
+            found = _pending_result(self.orders(), comment, magic)
+        return found
+
+    def order_state(self, ticket: int) -> int | None:
+        """ORDER_STATE_PLACED while pending, else the last state in the order history (None: unknown)."""
+        pending = self.orders()
+        if (pending["ticket"] == int(ticket)).any():
+            return contract.ORDER_STATE_PLACED
+        done = self.history_orders()
+        states = done.loc[done["ticket"] == int(ticket), "state"]
+        return int(states.iloc[-1]) if len(states) else None
+
+    # -- helpers for sources -----------------------------------------------------------------------------
+    @staticmethod
+    def to_engine_bars(frame: pd.DataFrame, volume: str = "real") -> pd.DataFrame:
+        """The engine bar contract (open..close, volume) from a bars frame; ``volume``: real or tick.
+        Falls back to tick volume when the broker reports no real volume (common on CFDs)."""
+        if volume not in ("real", "tick"):
+            raise ConfigError("source.volume", f"{volume!r}: use real or tick")
+        vol = frame["real_volume"] if volume == "real" and frame["real_volume"].any() else frame["tick_volume"]
+        out = frame[["open", "high", "low", "close"]].copy()
+        out["volume"] = vol.astype("float64")
+        return conform_bars(out, what="MT5 bars")
+
+
+def _windows(start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> Iterator[
+        tuple[pd.Timestamp, pd.Timestamp]]:
+    cur = start
+    while cur < end:
+        nxt = min(cur + step, end)
+        yield cur, nxt
+        cur = nxt
+
+
+def _deal_result(deals: pd.DataFrame, comment: str, magic: int | None,
+                 position: int | None) -> dict[str, Any] | None:
+    hit = deals[deals["comment"] == comment]
+    if magic is not None:
+        hit = hit[hit["magic"] == magic]
+    if position is not None:
+        hit = hit[hit["position_id"] == position]
+    if not len(hit):
+        return None
+    deal = hit.iloc[-1]
+    return contract.result(contract.RETCODE_DONE, deal=int(deal["ticket"]), order=int(deal["order"]),
+                           volume=float(deal["volume"]), price=float(deal["price"]), comment="found by magic+comment")
+
+
+def _pending_result(pending: pd.DataFrame, comment: str, magic: int | None) -> dict[str, Any] | None:
+    hit = pending[(pending["comment"] == comment) & (pending["magic"] == magic)]
+    if not len(hit):
+        return None
+    order = hit.iloc[-1]
+    return contract.result(contract.RETCODE_PLACED, order=int(order["ticket"]), volume=float(order["volume_initial"]),
+                           price=float(order["price_open"]), comment="found by magic+comment")
+
+
+def _utc(value: str | pd.Timestamp, key: str) -> pd.Timestamp:
+    try:
+        return to_utc(value)
+    except (ValueError, TypeError):
+        raise InvalidRequestError(f"{key}={value!r} is not a time; use ISO 8601 such as 2024-03-01T00:00Z") from None
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return payloads.bars_frame([], pd.Timedelta(0))
+    out = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if out.index.has_duplicates:
+        out = out[~out.index.duplicated(keep="last")]
+    return out.sort_index(kind="stable") if not out.index.is_monotonic_increasing else out
+
+
+def _progress(items: list[Any], enabled: bool, label: str) -> Any:
+    if not enabled or len(items) < 3:
+        return items
+    from rich.progress import track
+
+    return track(items, description=label, transient=True)

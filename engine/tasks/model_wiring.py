@@ -1,0 +1,63 @@
+"""What the model tasks (train, explain) share; not a task itself.
+
+The config becomes the typed dataset recipe here (:class:`engine.data.dataset.DatasetBuilder`), before any
+bar is loaded, so train and explain always rebuild the same samples and splits from the same config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+
+from engine import timeframes
+from engine.config.build import build
+from engine.data.cleaning import DataCleaner
+from engine.data.dataset import Dataset, DatasetBuilder, DatasetSettings
+from engine.data.features import FeatureEngineering
+from engine.data.labels import LabelSpec
+from engine.errors import ConfigError
+from engine.models import SEQUENCE_TYPES
+from engine.tasks.common import load_bars, phase
+
+MODEL_FILE = "pipeline.zip"
+
+
+def dataset_builder(cfg: DictConfig) -> DatasetBuilder:
+    """The dataset recipe of this config; a recipe that cannot work fails here, before data is read."""
+    for group in ("features", "labels"):
+        if cfg.get(group) is None:
+            raise ConfigError(group, f"task={cfg.task.name} needs a {group} group; pick one, e.g. {group}=standard")
+    model = cfg.get("model")
+    seq_len = int(model.seq_len) if model is not None and model.type in SEQUENCE_TYPES else None
+    settings = DatasetSettings(bar_size=str(cfg.task.bar_size) if cfg.task.bar_size else None,
+                               val_frac=float(cfg.task.val_frac), test_frac=float(cfg.task.test_frac),
+                               embargo=None if cfg.task.embargo is None else int(cfg.task.embargo), seq_len=seq_len)
+    cleaner = build(cfg.cleaner, DataCleaner, key="cleaner") if cfg.get("cleaner") is not None else None
+    return DatasetBuilder(timeframe=timeframes.parse(cfg.timeframe), settings=settings, cleaner=cleaner,
+                          features=build(cfg.features, FeatureEngineering, key="features"),
+                          labels=build(cfg.labels, LabelSpec, key="labels"))
+
+
+def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
+    """Load the configured bars and build the dataset, one progress line per phase."""
+    builder = dataset_builder(cfg)
+    with phase(console, "load bars"):
+        bars, source = load_bars(cfg)
+    data = builder.build(bars, source=source.describe(), progress=lambda name: phase(console, name))
+    console.print(data.describe())
+    return data
+
+
+def model_dir(cfg: DictConfig) -> Path:
+    """${paths.models}/<model_name>/; sweep trials get their own sub-directory so they never collide."""
+    path = Path(str(cfg.paths.models)) / str(cfg.task.model_name)
+    try:
+        hc = HydraConfig.get()
+        if str(hc.mode) == "RunMode.MULTIRUN":
+            path = path / f"trial_{hc.job.num}"
+    except ValueError:
+        pass
+    return path

@@ -1,0 +1,108 @@
+"""The venue as order execution sees it: the Broker protocol and MT5's trade-server vocabulary.
+
+The execution layer (engine.trading.execution) decides when to send, look for and resend an order; a
+Broker only moves requests and answers. ``engine.mt5.MT5RestClient`` satisfies the protocol structurally,
+and this module imports nothing of it: the core never imports its venue adapters. The return codes and
+order states are MT5's own numbers (MqlTradeResult.retcode, ENUM_ORDER_STATE): every MT5 venue speaks
+them, so they belong to the trading vocabulary rather than to one adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+# -- trade server return codes (MqlTradeResult.retcode) ---------------------------------------------
+RETCODE_REQUOTE = 10004
+RETCODE_REJECT = 10006
+RETCODE_PLACED = 10008
+RETCODE_DONE = 10009
+RETCODE_DONE_PARTIAL = 10010
+RETCODE_ERROR = 10011
+RETCODE_TIMEOUT = 10012
+RETCODE_INVALID = 10013
+RETCODE_INVALID_VOLUME = 10014
+RETCODE_INVALID_PRICE = 10015
+RETCODE_INVALID_STOPS = 10016
+RETCODE_TRADE_DISABLED = 10017
+RETCODE_MARKET_CLOSED = 10018
+RETCODE_NO_MONEY = 10019
+RETCODE_PRICE_CHANGED = 10020
+RETCODE_PRICE_OFF = 10021
+RETCODE_TOO_MANY_REQUESTS = 10024
+RETCODE_INVALID_FILL = 10030
+RETCODE_CONNECTION = 10031
+RETCODE_INVALID_ORDER = 10035
+RETCODE_POSITION_CLOSED = 10036
+
+SUCCESS_RETCODES = frozenset({RETCODE_PLACED, RETCODE_DONE, RETCODE_DONE_PARTIAL})
+REPRICE_RETCODES = frozenset({RETCODE_REQUOTE, RETCODE_PRICE_CHANGED, RETCODE_PRICE_OFF,
+                              RETCODE_TOO_MANY_REQUESTS})
+# The order may have reached the trade server: look for it (magic+comment) before any retry. Servers do
+# not remember these answers under the Idempotency-Key either: they are not outcomes.
+RECONCILE_RETCODES = frozenset({RETCODE_TIMEOUT, RETCODE_CONNECTION})
+
+RETCODE_NAMES = {
+    RETCODE_REQUOTE: "requote", RETCODE_REJECT: "rejected", RETCODE_PLACED: "placed", RETCODE_DONE: "done",
+    RETCODE_DONE_PARTIAL: "done partially", RETCODE_ERROR: "error", RETCODE_TIMEOUT: "timeout",
+    RETCODE_INVALID: "invalid request", RETCODE_INVALID_VOLUME: "invalid volume",
+    RETCODE_INVALID_PRICE: "invalid price", RETCODE_INVALID_STOPS: "invalid stops",
+    RETCODE_TRADE_DISABLED: "trade disabled", RETCODE_MARKET_CLOSED: "market closed",
+    RETCODE_NO_MONEY: "no money", RETCODE_PRICE_CHANGED: "price changed", RETCODE_PRICE_OFF: "no quotes",
+    RETCODE_TOO_MANY_REQUESTS: "too many requests", RETCODE_INVALID_FILL: "invalid filling",
+    RETCODE_CONNECTION: "no connection to trade server", RETCODE_INVALID_ORDER: "invalid order",
+    RETCODE_POSITION_CLOSED: "position already closed",
+}
+
+# -- order states (ENUM_ORDER_STATE) ------------------------------------------------------------------
+ORDER_STATE_PLACED = 1
+ORDER_STATE_CANCELED = 2
+ORDER_STATE_FILLED = 4
+
+ORDER_TIME_GTC = 0  # every order the engine sends is good till cancelled
+
+MAX_COMMENT = 31  # MT5 truncates order comments to 31 characters; reconciliation relies on them.
+
+
+class Broker(Protocol):
+    """What the exactly-once order logic needs from a venue.
+
+    Posts are raw: one HTTP request, no retry, no reconciliation. They return the venue's
+    ``order_send`` result (a dict with ``retcode``) and raise engine.errors types: RetryableError when
+    the answer was lost (timeout, dropped connection, 5xx), BadResponseError when it is unreadable,
+    InvalidRequestError when the request was refused before reaching the trade server.
+    """
+
+    order_retries: int  # attempts after the first before the outcome is declared unknown
+
+    def post_order(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]: ...
+
+    def post_close(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]: ...
+
+    def find_order(self, comment: str, *, magic: int | None = None,
+                   position: int | None = None) -> dict[str, Any] | None:
+        """The deal (retcode DONE) or pending order (retcode PLACED) carrying ``comment``, and ``magic``
+        or closing ``position`` when given, as an ``order_send`` result; None when there is none."""
+        ...
+
+    def order_state(self, ticket: int) -> int | None:
+        """ORDER_STATE_PLACED while ``ticket`` is pending, else its last state in the history; None when
+        the venue does not know it."""
+        ...
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> None:
+        """Wait before retry ``attempt`` (0-based): the venue's Retry-After when given, else backoff."""
+        ...
+
+
+class QuotingBroker(Broker, Protocol):
+    """A Broker that also shows the symbol's trading limits and its latest quote (for send_order's
+    input checks and for re-pricing after a requote)."""
+
+    def symbol_info(self, symbol: str) -> dict[str, Any]:
+        """At least ``volume_min``, ``volume_max``, ``volume_step``, ``point`` and ``digits``."""
+        ...
+
+    def latest_tick(self, symbol: str) -> dict[str, Any]:
+        """At least ``bid`` and ``ask``."""
+        ...

@@ -1,0 +1,291 @@
+"""The RiskManager's decisions as pure functions: limits and state in, a new state or a decision out.
+
+Transitions (the latched status only changes here and by an operator):
+
+    ACTIVE ──(within reduce_at × a limit)──► REDUCING ──(back under it)──► ACTIVE        automatic
+    ACTIVE/REDUCING ──(drawdown ≥ max_drawdown or daily loss ≥ max_daily_loss)──► HALTED  latched
+    HALTED/REDUCING ──(operator reset)──► ACTIVE   (peak and day start rebased on the current balance)
+    any ──(operator halt / reduce)──► HALTED / REDUCING                                   latched
+
+Drawdown is ``(peak − balance) ÷ peak`` and the daily loss ``−daily_pnl ÷ day_start_balance``, both from
+the trade ledger; a check with the broker's answer at hand adds the open positions' floating PnL
+(equity − balance), so a losing open trade counts before it is closed.
+
+Exposure is counted per direction over every position and pending order of the symbol (not only this
+process's): ``long = buy positions + pending buys``, ``short = sell positions + pending sells``. That is
+the most the account can hold one way once any subset of pending orders fills and any positions close
+(stops, take-profits, an operator, another process) — events the RiskManager does not gate — so a new
+order must keep its own direction within ``max_position_size`` even if it ends up alone. A sell against
+a long offsets it on a netting account and hedges it on a hedging one; either way it cannot raise the
+short side past the cap. In REDUCING an order passes only if it moves the net position toward zero
+without crossing it, even when every pending order of its side fills too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import operator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.errors import ConfigError, DataQualityError
+from engine.fields import bounded
+from engine.trading.risk_state import RiskState, RiskStatus, trading_day
+from engine.trading.sizing import VOLUME_EPS
+
+_BOUND_CHECKS = {"gt": (operator.gt, ">"), "ge": (operator.ge, ">="), "lt": (operator.lt, "<"),
+                 "le": (operator.le, "<=")}
+RESET_HINT = "an operator resets it with `python -m engine.risk_cli reset --by NAME`"
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """Limits as fractions of balance (drawdown from the peak, loss since the day started, risk per trade)
+    and lots (the most one symbol may hold in one direction). Checked when built: a NaN or an out-of-range
+    value is a ConfigError (a ValueError) naming ``risk.<field>``."""
+
+    max_drawdown: float = bounded(0.05, gt=0.0, le=1.0)
+    max_daily_loss: float = bounded(0.05, gt=0.0, le=1.0)
+    risk_per_trade: float = bounded(0.01, gt=0.0, le=1.0)
+    max_position_size: float = bounded(1.0, gt=0.0)
+    # REDUCING starts at this fraction of either loss limit; 1.0 never reduces before halting.
+    reduce_at: float = bounded(0.8, gt=0.0, le=1.0)
+    # The trading day's boundary: 0 = midnight UTC; the broker's server day = its UTC offset in hours.
+    day_offset_hours: float = bounded(0.0, ge=-12.0, le=14.0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"risk.{f.name}", f"must be a finite number, got {value!r}")
+            for name, bound in f.metadata.get("bounds", {}).items():
+                holds, symbol = _BOUND_CHECKS[name]
+                if bound is not None and not holds(value, bound):
+                    raise ConfigError(f"risk.{f.name}", f"must be {symbol} {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One symbol's open positions and pending orders, in lots each way (all owners)."""
+
+    long_positions: float = 0.0
+    short_positions: float = 0.0
+    pending_buy: float = 0.0
+    pending_sell: float = 0.0
+
+    @property
+    def net(self) -> float:
+        return self.long_positions - self.short_positions
+
+    def side(self, side: int) -> float:
+        """The most the account can hold in direction ``side`` (+1 long, -1 short)."""
+        return self.long_positions + self.pending_buy if side > 0 else self.short_positions + self.pending_sell
+
+    def worst(self) -> float:
+        return max(self.side(1), self.side(-1))
+
+    def with_order(self, side: int, volume: float) -> Exposure:
+        """After a new order of ``side``, counted as pending (the worst case until it fills or is cancelled)."""
+        if side > 0:
+            return replace(self, pending_buy=self.pending_buy + volume)
+        return replace(self, pending_sell=self.pending_sell + volume)
+
+    def reducible(self, side: int) -> float:
+        """Lots an order of ``side`` may have and still only move the net position toward zero, even if
+        every pending order of its side fills as well."""
+        room = self.net - self.pending_sell if side < 0 else -self.net - self.pending_buy
+        return max(0.0, room)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    status: RiskStatus
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "reason": self.reason}
+
+
+def _direction(kind: Any, what: str) -> int:
+    """+1 for a buy, -1 for a sell: MT5 numbers (even = buy for 0..7) or names (BUY, ORDER_TYPE_SELL_LIMIT)."""
+    if isinstance(kind, str):
+        name = kind.upper()
+        if "BUY" in name:
+            return 1
+        if "SELL" in name:
+            return -1
+    elif isinstance(kind, int | float) and not isinstance(kind, bool) and float(kind).is_integer() \
+            and 0 <= kind <= 7:
+        return 1 if int(kind) % 2 == 0 else -1
+    raise DataQualityError(f"{what}: unknown type {kind!r}")
+
+
+def _volume(record: Mapping[str, Any], keys: tuple[str, ...], what: str) -> float:
+    for key in keys:
+        value = record.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            volume = float(value)
+            if not math.isfinite(volume) or volume < 0:
+                raise DataQualityError(f"{what}: volume {value!r} is not a lot count")
+            return volume
+    raise DataQualityError(f"{what}: a record lacks {' or '.join(keys)}")
+
+
+def exposure_from_records(positions: Iterable[Mapping[str, Any]], orders: Iterable[Mapping[str, Any]]) -> Exposure:
+    """Exposure from the broker's open positions and pending orders of one symbol (all owners)."""
+    longs = shorts = buy = sell = 0.0
+    for position in positions:
+        volume = _volume(position, ("volume",), "position")
+        if _direction(position.get("type"), "position") > 0:
+            longs += volume
+        else:
+            shorts += volume
+    for order in orders:
+        volume = _volume(order, ("volume_current", "volume_initial", "volume"), "pending order")
+        if _direction(order.get("type"), "pending order") > 0:
+            buy += volume
+        else:
+            sell += volume
+    return Exposure(long_positions=longs, short_positions=shorts, pending_buy=buy, pending_sell=sell)
+
+
+# -- state transitions ---------------------------------------------------------------------------------
+def initial_state(balance: float, now: dt.datetime, limits: RiskLimits) -> RiskState:
+    return RiskState(peak_balance=balance, day_start_balance=balance, last_balance=balance, daily_pnl=0.0,
+                     trading_day=trading_day(now, limits.day_offset_hours), updated_at=now)
+
+
+def roll_day(state: RiskState, now: dt.datetime, limits: RiskLimits) -> RiskState:
+    """A new trading day starts from the current balance with no PnL; the latched status stays."""
+    day = trading_day(now, limits.day_offset_hours)
+    if day == state.trading_day:
+        return state
+    return replace(state, trading_day=day, day_start_balance=state.last_balance, daily_pnl=0.0, updated_at=now)
+
+
+def drawdown(state: RiskState, floating: float = 0.0) -> float:
+    if state.peak_balance <= 0:
+        return 1.0  # nothing left to lose: treat as a full drawdown
+    return max(0.0, (state.peak_balance - (state.last_balance + floating)) / state.peak_balance)
+
+
+def daily_loss(state: RiskState, floating: float = 0.0) -> float:
+    pnl = state.daily_pnl + floating
+    if state.day_start_balance <= 0:
+        return 1.0 if pnl < 0 else 0.0
+    return max(0.0, -pnl / state.day_start_balance)
+
+
+def _levels(state: RiskState, limits: RiskLimits, floating: float) -> tuple[str | None, str | None]:
+    """(breach reason, near-limit reason)."""
+    dd, dl = drawdown(state, floating), daily_loss(state, floating)
+    with_open = " incl. open positions" if floating else ""
+    if dd >= limits.max_drawdown:
+        return f"drawdown {dd:.2%}{with_open} reached max_drawdown {limits.max_drawdown:.2%}", None
+    if dl >= limits.max_daily_loss:
+        return f"daily loss {dl:.2%}{with_open} reached max_daily_loss {limits.max_daily_loss:.2%}", None
+    if limits.reduce_at < 1.0 and dd >= limits.reduce_at * limits.max_drawdown:
+        return None, f"drawdown {dd:.2%}{with_open} is within {1 - limits.reduce_at:.0%} of max_drawdown"
+    if limits.reduce_at < 1.0 and dl >= limits.reduce_at * limits.max_daily_loss:
+        return None, f"daily loss {dl:.2%}{with_open} is within {1 - limits.reduce_at:.0%} of max_daily_loss"
+    return None, None
+
+
+def latch_breach(state: RiskState, limits: RiskLimits, now: dt.datetime, floating: float = 0.0) -> RiskState:
+    """HALTED, with the reason and time, when a loss limit is reached; unchanged otherwise."""
+    breach, _ = _levels(state, limits, floating)
+    if breach is None or state.status == RiskStatus.HALTED:
+        return state
+    return replace(state, status=RiskStatus.HALTED, reason=breach, halted_at=now, updated_at=now)
+
+
+def status_of(state: RiskState, limits: RiskLimits, floating: float = 0.0) -> tuple[RiskStatus, str]:
+    """The effective status: the latched one, or stricter when a limit is reached or near."""
+    if state.status == RiskStatus.HALTED:
+        return RiskStatus.HALTED, state.reason
+    breach, near = _levels(state, limits, floating)
+    if breach is not None:
+        return RiskStatus.HALTED, breach
+    if state.status == RiskStatus.REDUCING:
+        return RiskStatus.REDUCING, state.reason
+    if near is not None:
+        return RiskStatus.REDUCING, near
+    return RiskStatus.ACTIVE, ""
+
+
+def apply_trade(state: RiskState, profit: float, now: dt.datetime, limits: RiskLimits) -> RiskState:
+    """Book a closed trade's profit (negative for a loss, net of costs) on the day it is reported."""
+    state = roll_day(state, now, limits)
+    balance = state.last_balance + profit
+    state = replace(state, last_balance=balance, daily_pnl=state.daily_pnl + profit,
+                    peak_balance=max(state.peak_balance, balance), updated_at=now)
+    return latch_breach(state, limits, now)
+
+
+def operator_set(state: RiskState, status: RiskStatus, by: str, now: dt.datetime, limits: RiskLimits,
+                 note: str = "") -> RiskState:
+    """An operator's action, recorded with who and when. A reset to ACTIVE also rebases the peak and the
+    day's start on the current balance: the losses so far are accepted, the limits count from here."""
+    by = by.strip()
+    if not by:
+        raise ValueError("an operator action needs a name (--by NAME): the store records who did it")
+    state = roll_day(state, now, limits)
+    text = f"{status.name.lower()} by {by}" + (f": {note}" if note else "")
+    if status == RiskStatus.ACTIVE:
+        balance = state.last_balance
+        return replace(state, status=status, reason=text, peak_balance=balance, day_start_balance=balance,
+                       daily_pnl=0.0, halted_at=None, changed_by=by, changed_at=now, updated_at=now)
+    halted_at = now if status == RiskStatus.HALTED else state.halted_at
+    return replace(state, status=status, reason=text, halted_at=halted_at, changed_by=by, changed_at=now,
+                   updated_at=now)
+
+
+# -- decisions ---------------------------------------------------------------------------------------------
+def parse_side(side: str | None) -> int | None:
+    if side is None:
+        return None
+    name = str(side).strip().lower()
+    if name not in ("buy", "sell"):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    return 1 if name == "buy" else -1
+
+
+def decide_open(limits: RiskLimits, status: RiskStatus, status_reason: str, exposure: Exposure, volume: float,
+                side: int | None) -> Decision:
+    """May an order of ``volume`` lots (``side`` +1 buy, -1 sell, None unknown) be sent now?
+
+    Without a side the order must fit the cap both ways, and REDUCING refuses it (it cannot tell whether
+    the order reduces the position).
+    """
+    if isinstance(volume, bool) or not isinstance(volume, int | float) or not math.isfinite(volume) or volume <= 0:
+        return Decision(False, f"volume must be a positive number of lots, got {volume!r}", status)
+    if status == RiskStatus.HALTED:
+        return Decision(False, f"HALTED: {status_reason}; no new exposure until {RESET_HINT}", status)
+    cap = limits.max_position_size
+    if status == RiskStatus.REDUCING:
+        if side is None:
+            return Decision(False, f"REDUCING ({status_reason}): only orders that reduce the position pass; give "
+                                   "side='buy' or 'sell'", status)
+        room = exposure.reducible(side)
+        if volume > room + VOLUME_EPS:
+            return Decision(False, f"REDUCING ({status_reason}): a {_name(side)} of {volume:g} lots does not only "
+                                   f"reduce the net position {exposure.net:g} (room {room:g} lots after pending "
+                                   "orders)", status)
+    sides = (side,) if side is not None else (1, -1)
+    for s in sides:
+        after = exposure.with_order(s, volume).side(s)
+        if after > cap + VOLUME_EPS:
+            return Decision(False, f"{_name(s)} exposure would reach {after:g} lots (positions and pending orders "
+                                   f"of every owner), over max_position_size {cap:g}", status)
+    worst = max(exposure.with_order(s, volume).side(s) for s in sides)
+    verb = "reduces the net position" if status == RiskStatus.REDUCING else "within limits"
+    return Decision(True, f"{verb}: {_name(side) if side else 'either'} side at most {worst:g} of {cap:g} lots",
+                    status)
+
+
+def _name(side: int | None) -> str:
+    return "buy" if side and side > 0 else "sell"
