@@ -1,5 +1,5 @@
 """One line for a config that cannot run: engine's ConfigError, or Hydra's and OmegaConf's own errors
-(13 lines with the config search path, today) reduced to what the user has to fix.
+(up to 13 lines with the config search path) reduced to what the user has to fix.
 
 No secret is echoed: the values that secret-looking keys were given on the command line are masked wherever
 the text repeats them (Hydra quotes the whole override it could not parse), and a parse error of such an
@@ -8,8 +8,10 @@ override shows only its key. Values the process has resolved as secrets are mask
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
 
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
@@ -20,9 +22,8 @@ from engine.redact import MASK, is_secret_key, redact_text
 PREFIX = "engine: invalid config: "
 _PARSE = re.compile(r"Error parsing override '(?P<override>[^\n]*)'\n(?P<detail>[^\n]*)")
 _PRESENT = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
-_TOKEN = re.compile(r"[A-Za-z0-9+/=_:-]+")
-_NAME = re.compile(r"[a-z0-9_./-]+")
-_HEX = re.compile(r"(hex:)?[0-9a-f]{32,}")
+_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]+")
+_HEX = re.compile(r"[0-9a-fA-F]{32,}")
 _SPLIT = re.compile(r"[\s'\"\[\]{},.]+")
 _KEY = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*$")
 _NOISE = ("provider=", "See https://", "Set the environment variable HYDRA_FULL_ERROR", "full_key:",
@@ -57,9 +58,7 @@ def _describe(exc: BaseException) -> str:
         return _missing_option(str(missing), getattr(exc, "options", None), exc)
     cause = _omegaconf_cause(exc)
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key and \
-            _is_dataclass_type(cause.object_type) and "not in" in str(cause):
-        from dataclasses import fields
-
+            isinstance(cause.object_type, type) and is_dataclass(cause.object_type) and "not in" in str(cause):
         return str(unknown_key(str(cause.full_key), [f.name for f in fields(cause.object_type)]))
     if cause is not None and cause.full_key:
         if secret_looking(str(cause.full_key)):
@@ -71,15 +70,13 @@ def _describe(exc: BaseException) -> str:
 def _parse_error(override: str, detail: str) -> str:
     key, sep, _ = override.partition("=")
     if not _KEY.match(key):
-        return "cannot parse an override (not shown: it is not a key=value pair; check the quoting)"
+        return "cannot parse an override (not shown: its key is not a config name; check the quoting)"
     if sep and secret_looking(key):
         return f"cannot parse override {key}={MASK} (the value is not shown: {key} may hold a secret)"
     return f"cannot parse override {override!r}: {detail}"
 
 
 def _missing_option(missing: str, options: Sequence[str] | None, exc: BaseException) -> str:
-    import difflib
-
     group, _, option = missing.rpartition("/")
     if not options:
         return _flat(str(exc))
@@ -97,12 +94,6 @@ def _omegaconf_cause(exc: BaseException) -> OmegaConfBaseException | None:
     return None
 
 
-def _is_dataclass_type(obj: object) -> bool:
-    from dataclasses import is_dataclass
-
-    return isinstance(obj, type) and is_dataclass(obj)
-
-
 def _flat(text: str) -> str:
     kept = []
     for line in (ln.strip() for ln in text.splitlines()):
@@ -114,10 +105,16 @@ def _flat(text: str) -> str:
 
 
 def _looks_like_key_material(text: str) -> bool:
-    """A long token in a key's alphabet (base64 with capitals or ``+/=``, or hex), unlike any config name."""
-    if len(text) < 16 or not _TOKEN.fullmatch(text):
+    """A long token in a key's alphabet: hex, or base64 with the even mix of capitals, small letters and
+    digits random bytes give (a date, a path or a class name has few capitals or a ``:``/``.``)."""
+    body = text.removeprefix("base64:").removeprefix("hex:")
+    if len(body) < 24 or not _TOKEN.fullmatch(body):
         return False
-    return not _NAME.fullmatch(text) or bool(_HEX.fullmatch(text))
+    if _HEX.fullmatch(body):
+        return True
+    upper = sum(c.isupper() for c in body)
+    lower = sum(c.islower() for c in body)
+    return upper >= 4 and lower >= 4 and any(c.isdigit() for c in body) and upper / len(body) >= 0.15
 
 
 def _mask(text: str, argv: Sequence[str]) -> str:

@@ -62,10 +62,18 @@ class _Composer:
                                          with_log_configuration=False)
 
     def check(self, multirun: bool) -> None:
-        # Like hydra.main: a config may ask for a sweep itself (hparams_search sets hydra.mode).
-        if not multirun and self.hydra.get_mode(self.config_name, self.overrides) != RunMode.MULTIRUN:
-            self._validate(self.compose(self.overrides, RunMode.RUN))
-            return
+        if not multirun:
+            # Like hydra.main, a config may ask for a sweep itself (hparams_search sets hydra.mode); the run
+            # composition tells in the common case, Hydra's own probe only when that composition fails.
+            try:
+                cfg = self.compose(self.overrides, RunMode.RUN)
+            except Exception:
+                if self.hydra.get_mode(self.config_name, self.overrides) != RunMode.MULTIRUN:
+                    raise
+            else:
+                if cfg.hydra.mode != RunMode.MULTIRUN:
+                    self._validate(cfg)
+                    return
         base = self.compose(self.overrides, RunMode.MULTIRUN)
         sweeper = base.hydra.sweeper
         groups = set(base.hydra.runtime.choices)

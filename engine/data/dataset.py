@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -129,10 +129,7 @@ class DatasetBuilder:
     cleaner: DataCleaner | None = None
 
     def __post_init__(self) -> None:
-        if self.cleaner is not None and self.cleaner.enabled and not self.cleaner.causal:
-            # centred windows (and a whole-sample Isolation Forest) decide which bars survive with later bars
-            raise ConfigError("cleaner.causal", "the dataset feeds a model, so cleaning must judge each bar with "
-                                                "earlier bars only; set cleaner.causal=true (or cleaner=off)")
+        check_causal(self.cleaner)
         tf = self.bar_timeframe
         if tf.seconds < self.timeframe.seconds:
             raise ConfigError("task.bar_size", f"{tf.mt5} is finer than the loaded {self.timeframe.mt5} bars")
@@ -155,22 +152,36 @@ class DatasetBuilder:
 
     def build(self, bars: pd.DataFrame, *, source: str = "", progress: Progress | None = None) -> Dataset:
         """The dataset of ``bars`` (conforming bars at :attr:`timeframe`, oldest first)."""
-        step = progress or (lambda _name: nullcontext())
+        step = progress or _no_progress
         data_fp = fingerprint(bars)
-        tf = self.bar_timeframe
-        if tf != self.timeframe:
-            with step(f"resample {self.timeframe.mt5} -> {tf.mt5}"):
-                bars = complete_bars(bars, self.timeframe, tf)
-        clean_report: dict[str, float] = {}
-        if self.cleaner is not None:
-            with step("clean"):
-                bars = self.cleaner.clean_ohlcv(bars)
-                clean_report = dict(self.cleaner.report_.as_dict())
+        bars, clean_report = self.clean(bars, progress=step)
         with step("features + labels"):
-            feats = self.features.transform(bars)
-            names = list(self.features.feature_names_)
-            labels = self.labels.make(bars["close"])  # kept apart from the features: it looks forward
-            X, y, index = samples(feats.loc[:, names], labels.to_numpy(), self.settings.seq_len)
+            return self.assemble(bars, self.featurize(bars), clean_report=clean_report, data_fingerprint=data_fp,
+                                 source=source)
+
+    # The steps of build(), callable one by one: task=clean and task=features store the first two, and
+    # task.features_from hands the stored result to assemble(), which yields the dataset build() would.
+    def clean(self, bars: pd.DataFrame, *, progress: Progress | None = None) -> CleanBars:
+        """Step 1: ``bars`` (at :attr:`timeframe`) resampled to the bar size and cleaned."""
+        return clean_bars(bars, self.timeframe, self.bar_timeframe, self.cleaner, progress=progress)
+
+    def featurize(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Step 2: the feature columns of cleaned bars, on their index (warm-up rows are NaN)."""
+        return feature_frame(self.features, bars)
+
+    def recipe(self) -> dict[str, Any]:
+        """What steps 1 and 2 compute with, as JSON values: stored steps are used only if theirs is equal."""
+        return {"timeframe": self.timeframe.mt5, "bar_timeframe": self.bar_timeframe.mt5,
+                "cleaner": settings_of(self.cleaner), "features": settings_of(self.features)}
+
+    def assemble(self, bars: pd.DataFrame, feats: pd.DataFrame, *, clean_report: dict[str, float],
+                 data_fingerprint: str, source: str = "") -> Dataset:
+        """Step 3: labels, samples and splits of cleaned ``bars`` and their feature columns ``feats``;
+        ``data_fingerprint`` is the content hash of the bars step 1 started from."""
+        names = [str(c) for c in feats.columns]
+        labels = self.labels.make(bars["close"])  # kept apart from the features: it looks forward
+        X, y, index = samples(feats, labels.to_numpy(), self.settings.seq_len)
+        tf = self.bar_timeframe
         embargo = self.embargo
         splits = Splits(*chronological_split(len(y), self.settings.val_frac, self.settings.test_frac, embargo))
         for name, span in zip(SPAN_NAMES, splits, strict=True):
@@ -179,7 +190,56 @@ class DatasetBuilder:
                                        "(smoke mode keeps the last 20,000 base bars) or change task.*_frac")
         return Dataset(bars=bars, X=X, y=y, index=index, feature_names=names, splits=splits,
                        horizon=int(self.labels.horizon), n_classes=int(self.labels.n_classes), timeframe=tf,
-                       embargo=embargo, clean_report=clean_report, fingerprint=data_fp, source=source)
+                       embargo=embargo, clean_report=clean_report, fingerprint=data_fingerprint,
+                       source=source)
+
+
+class CleanBars(NamedTuple):
+    bars: pd.DataFrame
+    report: dict[str, float]  # the cleaner's report (empty without a cleaner)
+
+
+def _no_progress(_name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
+def check_causal(cleaner: DataCleaner | None) -> None:
+    """Refuse a cleaner that judges a bar with later bars: what it keeps would depend on the future."""
+    if cleaner is not None and cleaner.enabled and not cleaner.causal:
+        # centred windows (and a whole-sample Isolation Forest) decide which bars survive with later bars
+        raise ConfigError("cleaner.causal", "the dataset feeds a model, so cleaning must judge each bar with "
+                                            "earlier bars only; set cleaner.causal=true (or cleaner=off)")
+
+
+def clean_bars(bars: pd.DataFrame, base: Timeframe, target: Timeframe, cleaner: DataCleaner | None, *,
+               progress: Progress | None = None) -> CleanBars:
+    """``bars`` at ``base`` resampled to ``target`` (complete bars only), then cleaned by ``cleaner``."""
+    step = progress or _no_progress
+    if target != base:
+        with step(f"resample {base.mt5} -> {target.mt5}"):
+            bars = complete_bars(bars, base, target)
+    if cleaner is None:
+        return CleanBars(bars, {})
+    with step("clean"):
+        bars = cleaner.clean_ohlcv(bars)
+    return CleanBars(bars, dict(cleaner.report_.as_dict()))
+
+
+def feature_frame(features: FeatureEngineering, bars: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns of ``bars`` in ``features.feature_names_`` order."""
+    return features.transform(bars).loc[:, list(features.feature_names_)]
+
+
+def settings_of(component: Any) -> dict[str, Any] | None:
+    """A settings dataclass's constructor fields as JSON values (sequences become lists); None for None."""
+    if component is None:
+        return None
+    out: dict[str, Any] = {}
+    for f in fields(component):
+        if f.init:
+            value = getattr(component, f.name)
+            out[f.name] = list(value) if isinstance(value, list | tuple) else value
+    return out
 
 
 def complete_bars(bars: pd.DataFrame, base: Timeframe, target: Timeframe) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import timeframes
 from engine.errors import ConfigError, InvalidRequestError
+from engine.mt5.spec import ROUTES
 
 # The trade-server vocabulary (return codes, order states, the comment limit) is the execution layer's
 # too; it is defined there and re-exported so this module stays the whole contract in code.
@@ -51,10 +52,10 @@ from engine.trading.broker import (  # noqa: F401
 )
 
 # -- routes -----------------------------------------------------------------------------------------
-GET_ROUTES = ("/health", "/account_info", "/symbol_info/{symbol}", "/symbol_info_tick/{symbol}",
-              "/fetch_data_pos", "/fetch_data_range", "/fetch_ticks_range", "/get_positions", "/orders_get",
-              "/history_deals_get", "/history_orders_get")
-POST_ROUTES = ("/order", "/close_position")
+# The full table (parameters, bodies, answers, which routes the quant-server bridge shares) is
+# engine.mt5.spec; these are its paths.
+GET_ROUTES = tuple(r.path for r in ROUTES if r.method == "GET")
+POST_ROUTES = tuple(r.path for r in ROUTES if r.method == "POST")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 # MT5 caps bars per copy call by the terminal's "Max bars in chart"; bridges cap them too.
@@ -64,8 +65,10 @@ DEFAULT_MAX_TICKS = 100_000
 # -- MT5 constants (values of the MetaTrader5 package) ----------------------------------------------
 TRADE_ACTION_DEAL = 1
 TRADE_ACTION_PENDING = 5
+TRADE_ACTION_SLTP = 6
 TRADE_ACTION_REMOVE = 8
-ACTIONS = {"DEAL": TRADE_ACTION_DEAL, "PENDING": TRADE_ACTION_PENDING, "REMOVE": TRADE_ACTION_REMOVE}
+ACTIONS = {"DEAL": TRADE_ACTION_DEAL, "PENDING": TRADE_ACTION_PENDING, "SLTP": TRADE_ACTION_SLTP,
+           "REMOVE": TRADE_ACTION_REMOVE}
 
 ORDER_TYPE_BUY = 0
 ORDER_TYPE_SELL = 1
@@ -89,15 +92,21 @@ BAR_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "
 TICK_FIELDS = ("time", "time_msc", "bid", "ask", "last", "volume")
 ACCOUNT_FIELDS = ("login", "currency", "leverage", "balance", "equity", "profit", "margin", "margin_free",
                   "margin_level", "server", "trade_mode")
-SYMBOL_FIELDS = ("name", "digits", "point", "spread", "trade_contract_size", "volume_min", "volume_max",
-                 "volume_step", "trade_mode", "currency_base", "currency_profit", "bid", "ask")
-POSITION_FIELDS = ("ticket", "time", "time_msc", "type", "magic", "identifier", "volume", "price_open", "sl",
-                   "tp", "price_current", "swap", "profit", "symbol", "comment")
+SYMBOL_FIELDS = ("name", "digits", "point", "spread", "trade_contract_size", "trade_tick_size", "trade_tick_value",
+                 "volume_min", "volume_max", "volume_step", "trade_mode", "currency_base", "currency_profit", "bid",
+                 "ask")
+# symbol_info_tick answers carry the package's whole Tick; range ticks the fields above.
+SYMBOL_TICK_FIELDS = (*TICK_FIELDS, "flags", "volume_real")
+# The package's TradePosition fields (the quant-server bridge's own client reads time_update).
+POSITION_FIELDS = ("ticket", "time", "time_msc", "time_update", "time_update_msc", "type", "magic", "identifier",
+                   "reason", "volume", "price_open", "sl", "tp", "price_current", "swap", "profit", "symbol",
+                   "comment", "external_id")
 ORDER_FIELDS = ("ticket", "time_setup", "time_done", "type", "state", "magic", "position_id", "volume_initial",
                 "volume_current", "price_open", "sl", "tp", "price_current", "symbol", "comment")
 DEAL_FIELDS = ("ticket", "order", "time", "time_msc", "type", "entry", "magic", "position_id", "volume",
                "price", "commission", "swap", "profit", "symbol", "comment")
-RESULT_FIELDS = ("retcode", "deal", "order", "volume", "price", "bid", "ask", "comment", "request_id")
+RESULT_FIELDS = ("retcode", "deal", "order", "volume", "price", "bid", "ask", "comment", "request_id",
+                 "retcode_external")
 
 
 def timeframe(name: Any) -> timeframes.Timeframe:
@@ -124,6 +133,23 @@ def parse_server_time(value: Any, key: str) -> datetime:
     if ts.tzinfo is not None:
         raise InvalidRequestError(f"{key}={text!r} carries a zone; range times are naive broker server time. "
                                   "Convert from UTC with the server offset and drop the suffix")
+    return ts
+
+
+def parse_history_time(value: Any, key: str) -> datetime:
+    """``from_date``/``to_date`` of the history routes, as the quant-server bridge reads them: an ISO time
+    whose wall value is broker server time, naive or with ``Z`` (that bridge hands the package
+    ``timestamp()`` of it). Any other offset is refused: it would shift the range by that offset there."""
+    text = str(value).strip()
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(f"Invalid parameter format: {key}={text!r} is not an ISO time") from None
+    if ts.tzinfo is not None:
+        if ts.utcoffset() != timedelta(0):
+            raise InvalidRequestError(f"{key}={text!r} carries a non-zero offset; history times are broker "
+                                      "server time, written naive or with Z")
+        ts = ts.replace(tzinfo=None)
     return ts
 
 
@@ -213,8 +239,10 @@ def parse_order(body: Any) -> OrderRequest:
     if unknown:
         raise InvalidRequestError(f"unknown order field(s) {unknown}; allowed: {sorted(known)}")
     action = _enum(body.get("action", TRADE_ACTION_DEAL), ACTIONS, "action")
+    # A cancel names an order and a stop change a position: neither needs a symbol, type or volume.
+    modifies = action in (TRADE_ACTION_REMOVE, TRADE_ACTION_SLTP)
     symbol = body.get("symbol")
-    if action != TRADE_ACTION_REMOVE and (not isinstance(symbol, str) or not symbol.strip()):
+    if not modifies and (not isinstance(symbol, str) or not symbol.strip()):
         raise InvalidRequestError("order needs 'symbol' (e.g. BTCUSD)")
     comment = body.get("comment") or ""
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
@@ -223,11 +251,10 @@ def parse_order(body: Any) -> OrderRequest:
     magic = body.get("magic", 0)
     if isinstance(magic, bool) or not isinstance(magic, int) or magic < 0:
         raise InvalidRequestError(f"magic must be a non-negative integer, got {magic!r}")
-    order_type = (_enum(body.get("type", ORDER_TYPE_BUY), ORDER_TYPES, "type")
-                  if action != TRADE_ACTION_REMOVE else ORDER_TYPE_BUY)
+    order_type = _enum(body.get("type", ORDER_TYPE_BUY), ORDER_TYPES, "type") if not modifies else ORDER_TYPE_BUY
     if action == TRADE_ACTION_DEAL and order_type not in (ORDER_TYPE_BUY, ORDER_TYPE_SELL):
-        raise InvalidRequestError("a market order (action DEAL) takes type BUY or SELL; "
-                                  "use action PENDING for BUY_LIMIT/SELL_LIMIT")
+        raise InvalidRequestError("Invalid order type: a market order (action DEAL) takes type BUY (0) or "
+                                  "SELL (1); use action PENDING for BUY_LIMIT/SELL_LIMIT")
     if action == TRADE_ACTION_PENDING and order_type not in (ORDER_TYPE_BUY_LIMIT, ORDER_TYPE_SELL_LIMIT):
         raise InvalidRequestError("a pending order takes type BUY_LIMIT or SELL_LIMIT")
     price = _number(body, "price", 0.0)
@@ -244,9 +271,11 @@ def parse_order(body: Any) -> OrderRequest:
         ints[key] = value
     if action == TRADE_ACTION_REMOVE and ints["order"] <= 0:
         raise InvalidRequestError("action REMOVE needs the pending order's ticket in 'order'")
+    if action == TRADE_ACTION_SLTP and ints["position"] <= 0:
+        raise InvalidRequestError("action SLTP needs the position's ticket in 'position'")
     return OrderRequest(
         action=action, symbol=str(symbol or "").strip(),
-        volume=_number(body, "volume", 0.0 if action == TRADE_ACTION_REMOVE else None),
+        volume=_number(body, "volume", 0.0 if modifies else None),
         type=order_type, price=price, sl=_number(body, "sl", 0.0), tp=_number(body, "tp", 0.0),
         deviation=deviation, magic=magic, comment=comment,
         type_filling=_enum(body.get("type_filling", ORDER_FILLING_IOC), FILLINGS, "type_filling"),
@@ -259,4 +288,5 @@ def result(retcode: int, *, comment: str = "", deal: int = 0, order: int = 0, vo
     """An ``order_send`` result in MT5's shape."""
     return {"retcode": int(retcode), "deal": int(deal), "order": int(order), "volume": float(volume),
             "price": float(price), "bid": float(bid), "ask": float(ask),
-            "comment": comment or RETCODE_NAMES.get(retcode, ""), "request_id": int(request_id)}
+            "comment": comment or RETCODE_NAMES.get(retcode, ""), "request_id": int(request_id),
+            "retcode_external": 0}

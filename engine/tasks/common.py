@@ -23,6 +23,7 @@ from engine.storage.base import Store
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
 
 log = logging.getLogger("engine")
+SMOKE_BARS = 20_000  # smoke=true: the last this many base bars, wherever a task loads bars
 
 
 @contextmanager
@@ -120,6 +121,6 @@ def build_store(cfg: DictConfig) -> Store:
 def load_bars(cfg: DictConfig) -> tuple[pd.DataFrame, BarSource]:
     source = build_source(cfg)
     bars = source.load_bars(str(cfg.symbol), str(cfg.timeframe))
-    if cfg.smoke and len(bars) > 20_000:
-        bars = bars.iloc[-20_000:]
+    if cfg.smoke and len(bars) > SMOKE_BARS:
+        bars = bars.iloc[-SMOKE_BARS:]
     return bars, source

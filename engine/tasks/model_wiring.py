@@ -42,8 +42,17 @@ def dataset_builder(cfg: DictConfig) -> DatasetBuilder:
 
 
 def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
-    """Load the configured bars and build the dataset, one progress line per phase."""
+    """Load the configured bars and build the dataset, one progress line per phase; with
+    ``task.features_from``, the same dataset from the bars and features task=features stored there."""
     builder = dataset_builder(cfg)
+    if cfg.task.get("features_from"):
+        from engine.tasks.stage_data import stored_dataset, under_root
+
+        folder = under_root(str(cfg.paths.root), str(cfg.task.features_from))
+        with phase(console, f"read stored bars + features from {folder}"):
+            data = stored_dataset(folder, str(cfg.symbol), builder)
+        console.print(data.describe())
+        return data
     with phase(console, "load bars"):
         bars, source = load_bars(cfg)
     data = builder.build(bars, source=source.describe(), progress=lambda name: phase(console, name))

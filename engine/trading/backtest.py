@@ -1,37 +1,62 @@
-"""A pure next-bar backtest: probabilities -> signals -> positions filled at the NEXT bar's open -> equity.
+"""A pure next-bar backtest: signals -> positions filled at the NEXT bar's open -> equity, trades, metrics.
 
 Timing (the one rule that keeps a backtest honest): a signal computed from bar ``t`` (its features use
-data up to bar t's close) can only be traded at bar ``t+1``'s open. So the position held over bar ``j``
-is the signal of bar ``j-1``; the first bar is always flat. A position entered at ``open[j]`` earns
-``open[j+1] / open[j] - 1`` (the last bar is marked to its own close, where any position is closed).
+data up to bar t's close) can only be traded at bar ``t+1``'s open. The first bar is always flat. A
+position is valued at each next open; the last bar is marked to its own close, where anything still held
+is liquidated (and pays for it).
 
-Costs, in basis points of traded notional (positions are fractions of equity, so a flip long -> short
-trades 2 units): half the quoted spread (crossing to the far side of the book), slippage and commission,
-each charged per unit traded. The final liquidation at the last close is charged too, so every trade
-pays its way in and out.
+Positions (``BacktestSettings.sizing``):
 
-Returns compound: ``equity[j] = equity[j-1] * (1 + position[j] * price_return[j] - cost[j])``.
+- ``rebalance``: a fraction of equity (the signal, in [-1, 1]) re-sized every bar, so a position is never
+  held as a fixed size; costs are charged on the change of the fraction only. The quick model of the
+  first evaluations, kept for comparison. No stops.
+- ``equity``: at entry, lots worth ``equity_fraction x |signal|`` of equity, held at that size until closed.
+- ``lots``: ``fixed_lots`` per trade.
+- ``risk``: the RiskManager's sizing (:func:`engine.trading.sizing.position_size`): ``risk.risk_per_trade`` of
+  equity lost if the stop is hit, from the stop distance and the symbol's tick size/value.
+  Lots are rounded down to the volume step and capped at ``volume_max`` and ``risk.max_position_size``;
+  an entry that rounds to less than the minimum lot is skipped (``n_skipped``). Shorts are held at a fixed
+  size like longs.
+
+Stops (lot modes): ``stop_loss`` / ``take_profit`` distances in points (``stop_unit=points``, multiples of
+``point``) or in ATR multiples (``stop_unit=atr``, the ATR known at the signal bar's close), fixed from the
+entry price. They are checked against each bar's open, low and high: a bar that opens beyond a level fills
+at that open (the gap price); when both levels lie inside one bar the stop-loss is assumed (the worse one).
+After a stop the trade is not re-entered until the signal changes (:mod:`engine.trading.signals`).
+
+Costs, in basis points of traded notional at the bar's (mid) price: half the quoted spread, slippage and
+commission, on every fill: entries, exits, stops and the final liquidation.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError, DataQualityError
-from engine.fields import bounded, check
+from engine.fields import bounded, check, choice
+from engine.trading.fills import SIZE_EQUITY, SIZE_LOTS, SIZE_RISK, simulate, step_decimals
+from engine.trading.performance import METRIC_NAMES, SECONDS_PER_YEAR, periods_per_year, summarize
+from engine.trading.risk_rules import RiskLimits
+from engine.trading.signals import EXIT_REASONS, class_probabilities, signals_from_proba
+from engine.trading.sizing import SymbolSpec
 
-SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades around the clock
-METRIC_NAMES = ("total_return", "sharpe", "max_drawdown", "hit_rate", "turnover", "n_trades", "exposure", "n_bars")
+SIZING = ("rebalance", "equity", "lots", "risk")
+STOP_UNITS = ("points", "atr")
+TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "costs", "net_pnl",
+                 "return", "bars", "exit_reason")
+_MODES = {"equity": SIZE_EQUITY, "lots": SIZE_LOTS, "risk": SIZE_RISK}
+
+__all__ = ["METRIC_NAMES", "SECONDS_PER_YEAR", "BacktestResult", "BacktestSettings", "class_probabilities",
+           "periods_per_year", "run_backtest", "signals_from_proba", "trades"]
 
 
 @dataclass(frozen=True)
 class BacktestSettings:
-    """Signal thresholds and trading costs. Thresholds apply to class probabilities: long when
-    P(up) > ``long_threshold``, short when P(down) > ``short_threshold`` (and ``allow_short``)."""
+    """Signal thresholds, positions, stops, costs and the symbol. Thresholds apply to class probabilities:
+    long when P(up) > ``long_threshold``, short when P(down) > ``short_threshold`` (and ``allow_short``)."""
 
     long_threshold: float = bounded(0.55, ge=0.0, le=1.0)
     short_threshold: float = bounded(0.55, ge=0.0, le=1.0)
@@ -40,60 +65,101 @@ class BacktestSettings:
     commission_bps: float = bounded(1.0, ge=0.0)
     slippage_bps: float = bounded(0.5, ge=0.0)
     initial_equity: float = bounded(10_000.0, gt=0.0)
+    sizing: str = choice("rebalance", SIZING)
+    equity_fraction: float = bounded(1.0, gt=0.0, le=10.0)  # sizing=equity: notional / equity at entry
+    fixed_lots: float = bounded(0.1, gt=0.0)  # sizing=lots
+    stop_loss: float | None = bounded(None, gt=0.0)  # distance from the entry, in stop_unit
+    take_profit: float | None = bounded(None, gt=0.0)
+    stop_unit: str = choice("points", STOP_UNITS)
+    atr_period: int = bounded(14, ge=1)  # stop_unit=atr: Wilder ATR over this many bars
+    # The symbol, as MT5's symbol_info reports it (the simulator's BTCUSD: 1 lot = 1 BTC, prices in 0.01).
+    volume_min: float = bounded(0.01, gt=0.0)
+    volume_max: float = bounded(100.0, gt=0.0)
+    volume_step: float = bounded(0.01, gt=0.0)
+    tick_size: float = bounded(0.01, gt=0.0)
+    tick_value: float = bounded(0.01, gt=0.0)  # account currency per tick per lot
+    point: float = bounded(0.01, gt=0.0)
 
     def __post_init__(self) -> None:
         check(self, "backtest")  # the bounds above; the config layer applies the same ones before any work
+        if self.sizing == "risk" and self.stop_loss is None:
+            raise ConfigError("backtest.stop_loss", "sizing=risk sizes each trade from its stop distance; set "
+                                                    "backtest.stop_loss (points, or ATR multiples)")
+        if self.sizing == "rebalance" and (self.stop_loss is not None or self.take_profit is not None):
+            raise ConfigError("backtest.sizing", "stops need positions held in lots; use sizing=equity, lots or "
+                                                 "risk (rebalance re-sizes a fraction of equity every bar)")
+        if self.volume_max < self.volume_min:
+            raise ConfigError("backtest.volume_max", f"must be >= volume_min ({self.volume_min}), "
+                                                     f"got {self.volume_max}")
 
     @property
     def cost_rate(self) -> float:
         """Fraction of notional paid per unit of position traded."""
         return (self.spread_bps / 2 + self.slippage_bps + self.commission_bps) / 1e4
 
+    @property
+    def symbol(self) -> SymbolSpec:
+        return SymbolSpec(volume_min=self.volume_min, volume_max=self.volume_max, volume_step=self.volume_step,
+                          tick_size=self.tick_size, tick_value=self.tick_value, point=self.point)
+
+    @property
+    def has_stops(self) -> bool:
+        return self.stop_loss is not None or self.take_profit is not None
+
+    @property
+    def uses_atr(self) -> bool:
+        return self.has_stops and self.stop_unit == "atr"
+
 
 @dataclass(frozen=True)
 class BacktestResult:
-    frame: pd.DataFrame  # per bar: signal, position, price_return, gross, cost, net, equity
+    frame: pd.DataFrame  # per bar: signal, position, price_return, gross, traded, cost, net, equity, exposure
     metrics: dict[str, float]
+    trades: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRADE_COLUMNS)))
+    initial_equity: float | None = None  # None: derived from the first bar
 
     @property
     def equity(self) -> pd.Series:
         return self.frame["equity"]
 
-
-def signals_from_proba(p_up: np.ndarray, p_down: np.ndarray, settings: BacktestSettings) -> np.ndarray:
-    """+1 / -1 / 0 per row. Each row is decided from its own probabilities alone (no look at other rows)."""
-    up = np.asarray(p_up, dtype="float64")
-    down = np.asarray(p_down, dtype="float64")
-    if up.shape != down.shape or up.ndim != 1:
-        raise DataQualityError(f"p_up and p_down must be 1-D and equally long; got {up.shape} and {down.shape}")
-    long = (up > settings.long_threshold) & (up >= down)
-    short = (down > settings.short_threshold) & (down > up) & settings.allow_short
-    return np.where(long, 1.0, np.where(short, -1.0, 0.0))
+    @property
+    def buy_and_hold(self) -> pd.Series:
+        """Equity of holding one unit of the initial equity from the first open, marked like ``equity``."""
+        start = self.initial_equity
+        if start is None:
+            start = float(self.equity.iloc[0] / (1.0 + self.frame["net"].iloc[0]))
+        return pd.Series(start * np.cumprod(1.0 + self.frame["price_return"].to_numpy()), index=self.frame.index,
+                         name="buy_and_hold")
 
 
-def class_probabilities(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P(up), P(down)) from a [n, k] probability matrix whose classes are ordered down .. up
-    (binary labels: 0 = not up, 1 = up; three classes: 0 = down, 1 = flat, 2 = up)."""
-    p = np.asarray(proba, dtype="float64")
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise DataQualityError(f"need class probabilities [n, k >= 2]; got shape {p.shape}")
-    return p[:, -1], p[:, 0]
+def run_backtest(signals: pd.Series, bars: pd.DataFrame, settings: BacktestSettings, *, bar_seconds: float,
+                 limits: RiskLimits | None = None, atr: pd.Series | np.ndarray | None = None) -> BacktestResult:
+    """Trade ``signals`` (decided at each bar's close, indexed like ``bars``) on ``bars``' next opens.
+
+    ``bars`` needs open and close, plus high and low when stops are set; ``limits`` gives the risk per
+    trade and the lot cap (default: :class:`RiskLimits`' defaults); ``atr`` (one value per bar, known at its
+    close) is required for ATR stops.
+    """
+    sig, opens, closes = _checked(signals, bars)
+    if settings.sizing == "rebalance":
+        frame, book = _rebalanced(sig, opens, closes, bars.index, settings, bar_seconds)
+        skipped = 0
+    else:
+        frame, book, skipped = _in_lots(sig, opens, closes, bars, settings, bar_seconds, limits or RiskLimits(),
+                                        atr)
+    metrics = summarize(frame, book, initial_equity=settings.initial_equity, bar_seconds=bar_seconds,
+                        skipped=skipped)
+    return BacktestResult(frame=frame, metrics=metrics, trades=book, initial_equity=settings.initial_equity)
 
 
-def periods_per_year(bar_seconds: float) -> float:
-    if bar_seconds <= 0:
-        raise ConfigError("timeframe", f"bar length must be positive, got {bar_seconds!r} s")
-    return SECONDS_PER_YEAR / bar_seconds
-
-
-def run_backtest(signals: pd.Series, bars: pd.DataFrame, settings: BacktestSettings, *,
-                 bar_seconds: float) -> BacktestResult:
-    """Trade ``signals`` (decided at each bar's close, indexed like ``bars``) on ``bars``' next opens."""
+def _checked(signals: pd.Series, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(bars) == 0:
         raise DataQualityError("backtest needs at least one bar; the evaluation span is empty")
     missing = [c for c in ("open", "close") if c not in bars.columns]
     if missing:
         raise DataQualityError(f"backtest bars lack column(s) {missing}")
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        raise DataQualityError("backtest bars need a DatetimeIndex (the open time of each bar)")
     if not signals.index.equals(bars.index):
         raise DataQualityError("signals and bars must share the same index (one signal per bar, decided at "
                                "that bar's close); align them with signals.reindex(bars.index)")
@@ -101,66 +167,150 @@ def run_backtest(signals: pd.Series, bars: pd.DataFrame, settings: BacktestSetti
     sig = np.where(np.isnan(sig), 0.0, sig)  # no decision = flat
     if np.any(np.abs(sig) > 1):
         raise DataQualityError("signals must lie in [-1, 1] (fractions of equity)")
-    opens = bars["open"].to_numpy(dtype="float64")
-    closes = bars["close"].to_numpy(dtype="float64")
-    if not (np.all(np.isfinite(opens)) and np.all(np.isfinite(closes))) or np.any(opens <= 0):
-        raise DataQualityError("backtest bars need finite, positive open and close prices; clean them first")
+    opens = _prices(bars, "open")
+    closes = _prices(bars, "close")
+    return sig, opens, closes
 
-    n = len(bars)
+
+def _prices(bars: pd.DataFrame, column: str) -> np.ndarray:
+    # a private, writable float64 copy: numba compiles one specialisation for it (pandas may hand out
+    # read-only views, which would need a second one)
+    values = np.array(bars[column].to_numpy(dtype="float64"), dtype="float64", copy=True)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise DataQualityError("backtest bars need finite, positive prices; clean them first")
+    return values
+
+
+def _exit_prices(opens: np.ndarray, closes: np.ndarray) -> np.ndarray:
+    return np.concatenate([opens[1:], closes[-1:]])
+
+
+def _rebalanced(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, index: pd.Index,
+                settings: BacktestSettings, bar_seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fractions of equity re-sized every bar: ``equity[j] = equity[j-1] * (1 + position[j] * r[j] - cost[j])``."""
     position = np.concatenate([[0.0], sig[:-1]])  # the fill happens at the next bar's open
-    exit_px = np.concatenate([opens[1:], closes[-1:]])
-    price_return = exit_px / opens - 1.0
+    price_return = _exit_prices(opens, closes) / opens - 1.0
     gross = position * price_return
     traded = np.abs(np.diff(position, prepend=0.0))
     traded[-1] += abs(position[-1])  # liquidate at the last close
     cost = traded * settings.cost_rate
     net = gross - cost
     equity = settings.initial_equity * np.cumprod(1.0 + net)
-
     frame = pd.DataFrame({"signal": sig, "position": position, "price_return": price_return, "gross": gross,
-                          "traded": traded, "cost": cost, "net": net, "equity": equity}, index=bars.index)
-    metrics = _metrics(frame, settings, periods_per_year(bar_seconds))
-    metrics["n_bars"] = float(n)
-    return BacktestResult(frame=frame, metrics=metrics)
+                          "traded": traded, "cost": cost, "net": net, "equity": equity,
+                          "exposure": np.abs(position)}, index=index)
+    return frame, _rebalanced_trades(frame, opens, closes, settings, bar_seconds)
+
+
+def _runs(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) of every run of bars holding a position of one sign."""
+    side = np.sign(position)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0.0], side, [0.0]])) != 0)
+    starts, stops = edges[:-1], edges[1:]
+    keep = side[starts] != 0
+    return starts[keep], stops[keep]
 
 
 def trades(frame: pd.DataFrame, cost_rate: float) -> pd.DataFrame:
-    """One row per trade (a run of bars holding a position of the same sign): entry/exit bar, side and
-    net return = sum of the bars' position * price_return minus entry and exit costs."""
+    """One row per trade of a ``rebalance`` frame (a run of bars holding a position of the same sign):
+    first and last bar held, side and net return = sum of the bars' position * price_return minus entry
+    and exit costs."""
     pos = frame["position"].to_numpy()
-    side = np.sign(pos)
-    rows = []
-    start = None
-    for j in range(len(pos) + 1):
-        cur = side[j] if j < len(pos) else 0.0
-        prev = side[j - 1] if j > 0 else 0.0
-        if start is not None and cur != prev:
-            seg = slice(start, j)
-            size = abs(pos[start])
-            pnl = float(frame["gross"].to_numpy()[seg].sum()) - 2 * size * cost_rate
-            rows.append({"entry": frame.index[start], "exit": frame.index[j - 1], "side": prev,
-                         "bars": j - start, "net_return": pnl})
-            start = None
-        if start is None and j < len(pos) and cur != 0:
-            start = j
-    return pd.DataFrame(rows, columns=["entry", "exit", "side", "bars", "net_return"])
+    starts, stops = _runs(pos)
+    summed = np.concatenate([[0.0], np.cumsum(frame["gross"].to_numpy())])
+    size = np.abs(pos[starts])
+    return pd.DataFrame({"entry": frame.index[starts], "exit": frame.index[stops - 1],
+                         "side": np.sign(pos[starts]), "bars": stops - starts,
+                         "net_return": summed[stops] - summed[starts] - 2 * size * cost_rate},
+                        columns=["entry", "exit", "side", "bars", "net_return"])
 
 
-def _metrics(frame: pd.DataFrame, settings: BacktestSettings, per_year: float) -> dict[str, float]:
-    net = frame["net"].to_numpy()
-    equity = frame["equity"].to_numpy()
-    std = float(np.std(net, ddof=1)) if len(net) > 1 else 0.0
-    sharpe = float(np.mean(net) / std * math.sqrt(per_year)) if std > 0 else 0.0
-    curve = np.concatenate([[settings.initial_equity], equity])
-    drawdown = 1.0 - curve / np.maximum.accumulate(curve)
-    book = trades(frame, settings.cost_rate)
-    n_trades = len(book)
-    return {
-        "total_return": float(equity[-1] / settings.initial_equity - 1.0),
-        "sharpe": sharpe,
-        "max_drawdown": float(drawdown.max()),
-        "hit_rate": float((book["net_return"] > 0).mean()) if n_trades else 0.0,
-        "turnover": float(frame["traded"].sum() / len(frame)),
-        "n_trades": float(n_trades),
-        "exposure": float((frame["position"] != 0).mean()),
-    }
+def _rebalanced_trades(frame: pd.DataFrame, opens: np.ndarray, closes: np.ndarray, settings: BacktestSettings,
+                       bar_seconds: float) -> pd.DataFrame:
+    pos = frame["position"].to_numpy()
+    starts, stops = _runs(pos)
+    n = len(pos)
+    before = np.concatenate([[settings.initial_equity], frame["equity"].to_numpy()[:-1]])
+    money = np.concatenate([[0.0], np.cumsum(frame["gross"].to_numpy() * before)])
+    size = np.abs(pos[starts])
+    ended = stops == n  # still held at the last bar: liquidated at its close, charged on that bar
+    exit_base = before[np.minimum(stops, n - 1)]
+    costs = size * settings.cost_rate * (before[starts] + exit_base)
+    pnl = money[stops] - money[starts]
+    legacy = trades(frame, settings.cost_rate)["net_return"].to_numpy()
+    exit_price = np.where(ended, closes[-1], opens[np.minimum(stops, n - 1)])
+    return _table(frame.index, starts, np.minimum(stops, n - 1), ended, np.sign(pos[starts]), size, opens[starts],
+                  exit_price, pnl, costs, legacy, stops - starts,
+                  np.where(ended, "end", "signal").astype(object), bar_seconds)
+
+
+def _table(index: pd.Index, entry: np.ndarray, exit_: np.ndarray, at_close: np.ndarray, side: np.ndarray,
+           size: np.ndarray, entry_price: np.ndarray, exit_price: np.ndarray, pnl: np.ndarray, costs: np.ndarray,
+           returns: np.ndarray, held: np.ndarray, reasons: np.ndarray, bar_seconds: float) -> pd.DataFrame:
+    """The trades table. Exit times: the open of the bar whose open filled a signal's exit or inside which a
+    stop was hit; the last bar's close for the final liquidation."""
+    times = pd.DatetimeIndex(index).as_unit("ns")
+    stamps = times.asi8[exit_].copy()
+    stamps[at_close] += int(round(bar_seconds * 1e9))
+    exit_time = pd.DatetimeIndex(stamps.astype("datetime64[ns]"))
+    if times.tz is not None:
+        exit_time = exit_time.tz_localize("UTC").tz_convert(times.tz)
+    return pd.DataFrame({
+        "entry_time": times[entry], "exit_time": exit_time,
+        "side": side.astype("int64"), "size": size, "entry_price": entry_price, "exit_price": exit_price,
+        "pnl": pnl, "costs": costs, "net_pnl": pnl - costs, "return": returns, "bars": held.astype("int64"),
+        "exit_reason": pd.Categorical(reasons, categories=EXIT_REASONS),
+    }, columns=list(TRADE_COLUMNS))
+
+
+def _distances(settings: BacktestSettings, n: int, atr: pd.Series | np.ndarray | None,
+               index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Price distances of the stop-loss and take-profit set by each bar's signal (NaN: none)."""
+    unit = np.full(n, settings.point)
+    if settings.uses_atr:
+        if atr is None:
+            raise DataQualityError("stop_unit=atr needs the ATR of every bar (known at its close)")
+        if isinstance(atr, pd.Series) and not atr.index.equals(index):
+            raise DataQualityError("the ATR series must be indexed like the bars")
+        unit = np.asarray(atr, dtype="float64")
+        if unit.shape != (n,):
+            raise DataQualityError(f"need one ATR value per bar ({n}); got shape {unit.shape}")
+    nan = np.full(n, np.nan)
+    sl = unit * settings.stop_loss if settings.stop_loss is not None else nan
+    tp = unit * settings.take_profit if settings.take_profit is not None else nan
+    return np.array(sl, dtype="float64"), np.array(tp, dtype="float64")
+
+
+def _in_lots(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, bars: pd.DataFrame,
+             settings: BacktestSettings, bar_seconds: float, limits: RiskLimits,
+             atr: pd.Series | np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    n = len(sig)
+    if settings.has_stops:
+        missing = [c for c in ("high", "low") if c not in bars.columns]
+        if missing:
+            raise DataQualityError(f"stops are checked against each bar's high and low; the bars lack {missing}")
+        highs, lows = _prices(bars, "high"), _prices(bars, "low")
+    else:
+        highs, lows = opens, opens  # never consulted without stop levels
+    sl, tp = _distances(settings, n, atr, bars.index)
+    spec = settings.symbol
+    value_per_price = spec.tick_value / spec.tick_size
+    sizing = np.array([settings.equity_fraction, settings.fixed_lots, limits.risk_per_trade, spec.volume_min,
+                       min(spec.volume_max, limits.max_position_size), spec.volume_step, spec.point,
+                       spec.point_value, value_per_price], dtype="float64")
+    (lots, pnl, cost, traded, equity, t_entry, t_exit, t_side, t_lots, t_in, t_out, t_pnl, t_cost, t_reason,
+     skipped) = simulate(sig, opens, highs, lows, closes, sl, tp, _MODES[settings.sizing], sizing,
+                         step_decimals(spec.volume_step), float(settings.initial_equity), float(settings.cost_rate))
+    before = np.concatenate([[settings.initial_equity], equity[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(before > 0, 1.0 / before, 0.0)  # a wiped-out account earns no returns
+    frame = pd.DataFrame({"signal": sig, "position": lots, "price_return": _exit_prices(opens, closes) / opens - 1.0,
+                          "gross": pnl * per, "traded": traded * per, "cost": cost * per,
+                          "net": np.where(before > 0, equity * per - 1.0, 0.0), "equity": equity,
+                          "exposure": np.abs(lots) * value_per_price * opens * per}, index=bars.index)
+    reasons = np.asarray(EXIT_REASONS, dtype=object)[t_reason]
+    returns = (t_pnl - t_cost) * per[t_entry]
+    held = t_exit - t_entry + (t_reason != 0)
+    book = _table(bars.index, t_entry, t_exit, reasons == "end", t_side, t_lots, t_in, t_out, t_pnl, t_cost,
+                  returns, held, reasons, bar_seconds)
+    return frame, book, int(skipped)

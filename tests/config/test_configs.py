@@ -79,3 +79,18 @@ def test_paths_follow_engine_root(compose, engine_root: Path) -> None:
     cfg = compose([])
     assert Path(cfg.paths.raw) == engine_root / "data" / "raw"
     assert cfg.tracking.uri == f"sqlite:///{engine_root}/mlflow.db"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_passes_the_strict_checks(compose, experiment: str) -> None:
+    validate(compose([f"+experiment={experiment}"]))
+
+
+@pytest.mark.parametrize(("experiment", "search"), [("xgb_1m", "xgb_optuna"), ("lstm_5m", "lstm_optuna")])
+def test_every_hparams_search_passes_preflight(engine_root: Path, experiment: str, search: str) -> None:
+    from engine.config.preflight import preflight
+
+    preflight([f"+experiment={experiment}", f"hparams_search={search}"])  # every swept key and value checked
+    with pytest.raises(ConfigError, match=r"backtest\.long_threshold: must be >= 0\.0 and <= 1\.0, got 1\.5"):
+        preflight([f"+experiment={experiment}", f"hparams_search={search}",
+                   '+hydra.sweeper.params={backtest.long_threshold:"choice(0.5,1.5)"}'])

@@ -45,7 +45,7 @@ def test_client_encrypts_by_default_and_verify_full_checks_the_ca(db_server: PgS
         assert backend_ssl(client)[0] is True
     stranger = tmp_path / "other-ca.crt"
     _self_signed(stranger, tmp_path / "other-ca.key")
-    with pytest.raises(OperationalError, match="SSL negotiation failed.*verify-full"):
+    with pytest.raises(OperationalError, match=r"SSL negotiation failed.*verify-full"):
         TimescaleDBClient(**db_server.kwargs(), sslmode="verify-full", sslrootcert=str(stranger)).create_schema()
 
 

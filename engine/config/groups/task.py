@@ -8,11 +8,14 @@ Train and explain share the dataset keys so ``+experiment=X task=explain`` rebui
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.config.derive import schema_from
 from engine.data.dataset import DatasetSettings
 from engine.fields import bounded, choice, choice_items
+from engine.ingest.backfill import BackfillSettings
+from engine.ingest.settings import IngestSettings
+from engine.trading.walkforward import WalkForwardSettings
 
 # Post-run reporting steps (engine.tasks.reporting.STEPS implements each name; a test keeps them equal).
 REPORT_STEPS = ("confusion_matrix", "feature_importance", "equity_curve", "shap_summary")
@@ -29,6 +32,17 @@ class PrepareTaskConfig:
 
 
 @dataclass
+class _CleanKeys:
+    name: str = "clean"
+
+
+@dataclass
+class FeaturesTaskConfig:
+    # The bar size is the feature set's first timeframe: it reads ${paths.clean}/<symbol>_<that size>.parquet.
+    name: str = "features"
+
+
+@dataclass
 class _TrainKeys:
     name: str = "train"
     # Saved as ${paths.models}/<model_name>/pipeline.zip; experiments set their own name.
@@ -41,6 +55,11 @@ class _TrainKeys:
     report: Sequence[str] = choice_items(("confusion_matrix", "feature_importance", "equity_curve"), REPORT_STEPS)
     importance_samples: int = bounded(500, ge=10)  # rows used for permutation importance
     smoke_max_epochs: int = bounded(1, ge=1)  # epochs cap when smoke=true
+    # Read the cleaned bars and features task=features stored in this folder instead of recomputing them
+    # (the dvc.yaml train stage sets ${paths.features}); refused unless they were made with this run's
+    # cleaner, features and bar size. null: computed from the source.
+    features_from: str | None = None
+    metrics_path: str | None = None  # also write the returned metrics here as JSON (relative: to paths.root)
 
 
 @dataclass
@@ -59,7 +78,56 @@ TrainTaskConfig = schema_from(DatasetSettings, name="TrainTaskConfig", exclude=_
                               build_check=True)
 ExplainTaskConfig = schema_from(DatasetSettings, name="ExplainTaskConfig", exclude=_NOT_TASK_KEYS,
                                 extra=_ExplainKeys, build_check=True)
+# task=clean resamples to the dataset's bar size before cleaning, as the dataset does: only that key.
+CleanTaskConfig = schema_from(DatasetSettings, name="CleanTaskConfig", extra=_CleanKeys, build_check=True,
+                              exclude=(*_NOT_TASK_KEYS, "val_frac", "test_frac", "embargo"))
+
+@dataclass
+class _IngestKeys:
+    name: str = "ingest"
+    duration: float | None = bounded(None, gt=0)  # seconds; null = until Ctrl-C / SIGTERM
+    smoke_seconds: float = bounded(8.0, gt=0)  # smoke=true: the run ends by itself after this long
+    # The embedded simulator's replay clock (connector=simulator only; a live terminal keeps its own time).
+    replay_speed: float = bounded(60.0, gt=0)  # 60 = one replayed minute per second
+    replay_start: str | None = "2024-03-28T00:00:00Z"
+    display: bool = True  # live terminal display (rows/s, lag, errors)
+    display_interval: float = bounded(1.0, gt=0)
+    clean: bool = False  # run the configured cleaner over each poll's rows before they are stored
+    stop_timeout: float = bounded(30.0, gt=0)  # seconds stop() may spend writing what is buffered
+
+
+@dataclass
+class _BackfillKeys:
+    name: str = "backfill"
+    progress: bool = True
+
+
+IngestTaskConfig = schema_from(IngestSettings, name="IngestTaskConfig", extra=_IngestKeys, build_check=True)
+BackfillTaskConfig = schema_from(BackfillSettings, name="BackfillTaskConfig", extra=_BackfillKeys, build_check=True)
+
+# task=backtest: the walk-forward node is generated from engine.trading.walkforward.WalkForwardSettings.
+WalkForwardConfig = schema_from(WalkForwardSettings, name="WalkForwardConfig", build_check=True)
+
+
+@dataclass
+class _BacktestKeys:
+    name: str = "backtest"
+    # A saved pipeline.zip or an MLflow model URI (models:/NAME@alias, models:/NAME/VERSION, models:/<id>,
+    # runs:/<run_id>/model); null = ${paths.models}/<model_name>/pipeline.zip (where task=train saves).
+    model: str | None = None
+    model_name: str = "${model.type}"
+    # all: every sample of the loaded span; test: the test span of task=train's split (same numbers as train).
+    span: str = choice("all", ("all", "test"))
+    walk_forward: WalkForwardConfig = field(default_factory=WalkForwardConfig)  # type: ignore[valid-type]
+    report: bool = True  # trades CSV/Parquet, PNGs and one HTML page (MLflow + the Hydra run folder)
+    smoke_max_epochs: int = bounded(1, ge=1)  # walk-forward nets: epochs cap when smoke=true
+
+
+BacktestTaskConfig = schema_from(DatasetSettings, name="BacktestTaskConfig", exclude=_NOT_TASK_KEYS,
+                                 extra=_BacktestKeys, build_check=True)
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "task": {"prepare": PrepareTaskConfig, "train": TrainTaskConfig, "explain": ExplainTaskConfig},
+    "task": {"prepare": PrepareTaskConfig, "clean": CleanTaskConfig, "features": FeaturesTaskConfig,
+             "train": TrainTaskConfig, "explain": ExplainTaskConfig, "backtest": BacktestTaskConfig,
+             "ingest": IngestTaskConfig, "backfill": BackfillTaskConfig},
 }
