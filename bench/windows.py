@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/windows.py [--rows 1000000] [--features 40] [--seq 64] [--batches 400]
 
-Builds a float32 feature matrix, takes windows with engine.data.datasets.sequence_windows and draws
+Builds a float32 feature matrix, takes windows with engine.data.windows.sequence_windows and draws
 shuffled mini-batches the way a DataLoader does. Peak traced memory (tracemalloc) is reported as a
 multiple of the feature matrix (goal < 2x); the materialised alternative is computed, not allocated
 (it would not fit: 64x the matrix).
@@ -19,7 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from engine.data.datasets import sequence_windows, window_targets
+from engine.data.windows import sequence_windows, window_targets
 
 
 def main() -> None:

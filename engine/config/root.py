@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from engine.config.groups.paths import PathsConfig
 from engine.config.groups.risk import RiskConfig
+from engine.config.groups.sweep import SweepConfig
 from engine.config.groups.tracking import TrackingConfig
 from engine.fields import bounded, choice
 from engine.timeframes import NAMES as TIMEFRAMES
@@ -36,6 +37,8 @@ class Config:
     trainer: Any = None
     risk: RiskConfig | None = None
     backtest: Any = None
+    # Which Optuna trial this job is: set by engine's Optuna sweeper on each job it launches, empty otherwise.
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     symbol: str = "BTCUSD"
     timeframe: str = choice("M1", TIMEFRAMES)
     seed: int = bounded(42, ge=0)

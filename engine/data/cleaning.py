@@ -9,18 +9,24 @@ rolling volatility of log returns, never on raw price levels (a global z-score o
 years). In causal mode (the default) every statistic uses rows strictly before the one judged and the
 Isolation Forest is fitted on a past window, so cleaning a prefix of the data keeps exactly the rows
 that cleaning the whole data keeps up to that point.
+
+pandas is imported by the methods that use it: the ``cleaner`` config schema is generated from
+:class:`DataCleaner`, and importing it must stay light (``python -m engine --cfg job``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from engine.data.frames import BAR_COLUMNS
 from engine.errors import DataQualityError
 from engine.fields import bounded, check, choice
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RULES = ("duplicates", "missing", "invalid", "zero_volume", "zscore", "iqr", "spread", "isolation_forest")
 
@@ -97,6 +103,8 @@ class DataCleaner:
 
     # -- shared steps -------------------------------------------------------------------------------
     def _index(self, df: pd.DataFrame, what: str) -> pd.DataFrame:
+        import pandas as pd
+
         out = df.copy()
         if not isinstance(out.index, pd.DatetimeIndex):
             if "timestamp" in out.columns:
@@ -161,6 +169,8 @@ class DataCleaner:
     def _price_rules(self, df: pd.DataFrame, logp: np.ndarray, log_hi: np.ndarray, log_lo: np.ndarray,
                      extra: list[np.ndarray]) -> pd.DataFrame:
         """z-score, IQR and Isolation Forest verdicts on log prices; drops flagged rows in that order."""
+        import pandas as pd
+
         if len(df) < 3:
             return df
         lp = pd.Series(logp)
@@ -258,6 +268,8 @@ class DataCleaner:
 
         Ticks may share a timestamp; only fully identical rows count as duplicates.
         """
+        import pandas as pd
+
         self.report_ = CleaningReport(rows_in=len(df))
         if not self.enabled:
             return self._finish(df.copy())

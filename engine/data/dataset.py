@@ -10,6 +10,9 @@ Timing: sample ``i`` is decided at the close of bar ``index[i]``; its features u
 and its label is the forward return over the next ``horizon`` bars. The splits are chronological with an
 embargo of at least the label horizon between train, validation and test, enforced here whatever the
 caller asks for, so no training label reaches into the span that judges the model.
+
+pandas is imported by the functions that use it: the ``task`` config schema includes
+:class:`DatasetSettings`, and importing it must stay light (``python -m engine --cfg job``).
 """
 
 from __future__ import annotations
@@ -17,20 +20,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from engine import timeframes
 from engine.data.cleaning import DataCleaner
-from engine.data.datasets import chronological_split, sequence_windows
 from engine.data.features import FeatureEngineering, resample_bars
 from engine.data.frames import fingerprint
 from engine.data.labels import LabelSpec
+from engine.data.splits import chronological_split
+from engine.data.windows import sequence_windows
 from engine.errors import ConfigError, DataQualityError
 from engine.fields import bounded
 from engine.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Progress = Callable[[str], AbstractContextManager[Any]]
 SPAN_NAMES = ("train", "val", "test")
@@ -96,6 +102,8 @@ class Dataset:
 
     def take(self, span: slice) -> pd.DataFrame | np.ndarray:
         """The inputs of a span of samples, without copying."""
+        import pandas as pd
+
         return self.X.iloc[span] if isinstance(self.X, pd.DataFrame) else self.X[span]
 
     def prices(self, span: slice) -> pd.DataFrame:
@@ -244,6 +252,8 @@ def settings_of(component: Any) -> dict[str, Any] | None:
 
 def complete_bars(bars: pd.DataFrame, base: Timeframe, target: Timeframe) -> pd.DataFrame:
     """``bars`` resampled from ``base`` to ``target``, without a last bar the data ends inside."""
+    import pandas as pd
+
     if not len(bars):
         return resample_bars(bars, target)
     last_close = bars.index[-1] + pd.Timedelta(seconds=base.seconds)
@@ -258,6 +268,8 @@ def complete_bars(bars: pd.DataFrame, base: Timeframe, target: Timeframe) -> pd.
 def samples(feats: pd.DataFrame, labels: np.ndarray, seq_len: int | None
             ) -> tuple[pd.DataFrame | np.ndarray, np.ndarray, pd.DatetimeIndex]:
     """(X, y, index) of every sample with complete features and a label: one row each, or windows."""
+    import pandas as pd
+
     complete = feats.notna().all(axis=1).to_numpy()
     labelled = ~np.isnan(labels)
     if seq_len is not None:
@@ -277,6 +289,8 @@ def window_samples(feats: pd.DataFrame, complete: np.ndarray, labelled: np.ndarr
     Usually that is one contiguous block (warm-up rows at the start, unlabelled rows at the end) and the
     windows stay a view; rows missing in the middle force a copy of the valid windows.
     """
+    import pandas as pd
+
     n = len(feats)
     if n < seq_len:
         raise DataQualityError(f"{n} rows are fewer than model.seq_len={seq_len}; load more bars or shorten the "

@@ -3,23 +3,29 @@
 Bars: a ``DatetimeIndex`` named ``timestamp`` in UTC holding each bar's **open** time, strictly
 increasing, and float64 columns ``open, high, low, close, volume``. Ticks: the same index (tick time)
 with float64 ``bid, ask`` and ``volume`` (``last`` optional).
+
+pandas is imported inside the functions: the column names here are read by modules the config schemas are
+generated from, and importing those must stay light (``python -m engine --cfg job``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from engine.errors import DataQualityError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 TICK_COLUMNS: tuple[str, ...] = ("bid", "ask", "volume")
 
 
 def _utc_index(index: pd.Index, what: str) -> pd.DatetimeIndex:
+    import pandas as pd
+
     if not isinstance(index, pd.DatetimeIndex):
         raise DataQualityError(f"{what} need a DatetimeIndex of bar open times; got {type(index).__name__}. "
                                "Set it with df.set_index(pd.to_datetime(df['timestamp'], utc=True)).")
@@ -88,6 +94,9 @@ class BarSummary:
 
 def summarize_bars(bars: pd.DataFrame, bar: pd.Timedelta | timedelta) -> BarSummary:
     """Rows, range and gaps of a conforming bar frame sampled every ``bar``."""
+    import numpy as np
+    import pandas as pd
+
     bar = pd.Timedelta(bar)
     idx = pd.DatetimeIndex(bars.index).as_unit("ns")
     if len(idx) == 0:
@@ -104,6 +113,8 @@ def summarize_bars(bars: pd.DataFrame, bar: pd.Timedelta | timedelta) -> BarSumm
 
 def to_utc(value: str | pd.Timestamp) -> pd.Timestamp:
     """A timestamp in UTC; naive input is read as UTC (engine's documented convention)."""
+    import pandas as pd
+
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
@@ -111,6 +122,8 @@ def to_utc(value: str | pd.Timestamp) -> pd.Timestamp:
 def fingerprint(frame: pd.DataFrame) -> str:
     """A stable content hash of a frame (index, columns and values) for MLflow's data tag."""
     import hashlib
+
+    import pandas as pd
 
     digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())

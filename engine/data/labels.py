@@ -1,15 +1,20 @@
 """Forward-return labels. They look ahead by design, so they are made apart from features and never
-joined into a feature matrix: the caller aligns them by index and drops the last ``horizon`` rows."""
+joined into a feature matrix: the caller aligns them by index and drops the last ``horizon`` rows.
+
+numpy and pandas are imported where the labels are computed: the ``labels`` config schema is generated from
+:class:`LabelSpec`, and importing it must stay light (``python -m engine --cfg job``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from numbers import Integral
+from typing import TYPE_CHECKING
 
 from engine.errors import ConfigError
 from engine.fields import bounded, check, choice
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = ("binary", "ternary")
 
@@ -21,6 +26,9 @@ def forward_return_labels(close: pd.Series, horizon: int, kind: str = "binary", 
     binary: 1 if the return > dead_band else 0. ternary: 0 (down, < -dead_band), 1 (flat), 2 (up,
     > dead_band). The last ``horizon`` rows, and rows whose close or future close is NaN, are NaN.
     """
+    import numpy as np
+    import pandas as pd
+
     LabelSpec(horizon=horizon, kind=kind, dead_band=dead_band)  # validates the arguments
     values = close.to_numpy(dtype=np.float64)
     size = len(values)
@@ -44,7 +52,7 @@ class LabelSpec:
     dead_band: float = bounded(0.0, ge=0.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int | np.integer):
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, Integral):
             raise ConfigError("labels.horizon", f"must be an integer >= 1, got {self.horizon!r}")
         check(self, "labels")
 

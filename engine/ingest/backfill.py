@@ -12,17 +12,20 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from engine import timeframes
 from engine.data.frames import to_utc
 from engine.errors import ConfigError
-from engine.ingest.poll import Feed, Series, poll_bars, poll_ticks, tick_keys
 from engine.storage.base import TickStore
 
+# The polls (and pandas) load when a backfill runs: the task config schema includes BackfillSettings.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from engine.ingest.poll import Feed, Series
+
 log = logging.getLogger("engine.ingest")
-_US = pd.Timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ def backfill(feed: Feed, store: TickStore, settings: BackfillSettings, *,
              on_progress: Callable[[Progress], None] | None = None,
              stop: threading.Event | None = None) -> list[Progress]:
     """Fetch and store every series over the range; returns each series' progress (complete unless stopped)."""
+    from engine.ingest.poll import Series
+
     stop = stop or threading.Event()
     start = to_utc(settings.start)
     out = []
@@ -91,24 +96,30 @@ def backfill(feed: Feed, store: TickStore, settings: BackfillSettings, *,
 def _one(feed: Feed, store: TickStore, series: Series, start: pd.Timestamp, end: pd.Timestamp,
          settings: BackfillSettings, on_progress: Callable[[Progress], None] | None,
          stop: threading.Event) -> Progress:
-    step = _US if series.timeframe is None else timeframes.parse(series.timeframe).delta
+    import pandas as pd
+
+    from engine.ingest.poll import poll_bars, poll_ticks, stored_edge
+
+    step = pd.Timedelta(microseconds=1) if series.timeframe is None else timeframes.parse(series.timeframe).delta
     progress = Progress(series.name, max((end - start).total_seconds(), 0.0))
     last = _resume_point(store, series, start, end)
     series.cursor = start - step if last is None else last
     if last is not None:
         progress.done = (last - start).total_seconds()
         if series.timeframe is None:
-            series.edge = set(tick_keys(store.read_ticks(series.symbol, last, last + _US)))
+            series.edge = stored_edge(store, series.symbol, last)
         log.info("backfill: %s resumes after %s", series.name, last.isoformat())
     # The polls treat "now" as the feed's present: the range's end plays that part here.
     horizon = end - pd.Timedelta(milliseconds=1) if series.timeframe is None else end
+    quiet = 0
     while not stop.is_set():
         if series.timeframe is None:
             polled = poll_ticks(feed, series, horizon, settings.tick_span)
             rows = polled.rows
             new = store.write_ticks(rows, series.symbol) if len(rows) else 0
-            # A tick answer may have been cut short: done only when the last window came back with nothing new.
-            done = polled.caught_up and not len(rows)
+            # A tick answer may have been cut short: done when the last window twice brought nothing new.
+            quiet = quiet + 1 if polled.caught_up and not len(rows) else 0
+            done = quiet >= 2
         else:
             polled = poll_bars(feed, series, horizon, settings.bar_volume)
             rows = polled.rows

@@ -2,9 +2,9 @@
 
 Each poll is one request (ticks over at most ``tick_span``; at most ``max_bars`` bars), so a short answer can
 never hide a gap behind a later chunk, and the cursor moves only as far as the rows that came back: an answer
-cut short is continued by the next poll. Ticks are asked for from the last tick's own millisecond again,
-because an answer may have stopped inside it; the rows of that millisecond already taken (``edge``) and rows
-repeated inside one answer are dropped. Bars are asked for up to the open of the bar still forming, so only
+cut short is continued by the next poll. Ticks are asked for from the last tick's own second again (the
+contract's times are whole seconds, and an answer may have stopped inside a millisecond); the rows of that
+second already taken (``edge``) and rows repeated inside one answer are dropped. Bars are asked for up to the open of the bar still forming, so only
 closed bars are read. An empty answer moves the cursor past a window only when the whole window is in the
 feed's past (no tick or bar can appear there any more), and only after a second request agrees.
 """
@@ -43,7 +43,7 @@ class Series:
     symbol: str
     timeframe: str | None  # None: ticks
     cursor: pd.Timestamp | None = None  # ticks: time of the last tick taken; bars: open of the last bar taken
-    edge: set[tuple] = field(default_factory=set)  # ticks at ``cursor`` already taken
+    edge: set[tuple] = field(default_factory=set)  # ticks taken in the cursor's second (up to the cursor)
     buffer: list[pd.DataFrame] = field(default_factory=list)
     rows: int = 0
     oldest: float | None = None  # monotonic time at which the oldest buffered row arrived
@@ -78,14 +78,20 @@ def resume(series: Series, store: TickStore, start: str | None, lookback: str, f
         return
     series.cursor = last
     if series.timeframe is None:
-        stored = store.read_ticks(series.symbol, last, last + _US)
-        series.edge = set(tick_keys(stored))
+        series.edge = stored_edge(store, series.symbol, last)
+
+
+def stored_edge(store: TickStore, symbol: str, last: pd.Timestamp) -> set[tuple]:
+    """Keys of the stored ticks in ``last``'s second up to ``last``: what a poll from that second sees again."""
+    return set(tick_keys(store.read_ticks(symbol, last.floor("s"), last + _US)))
 
 
 def poll_ticks(feed: Feed, series: Series, now: pd.Timestamp, span: str) -> Polled:
-    start = series.cursor
-    end = min(start + pd.Timedelta(span), now + pd.Timedelta(milliseconds=1))
-    if end <= start:
+    # The contract's times are whole seconds: ask from the cursor's own second, so the rows the server sends
+    # before the cursor are ones taken already (``edge``), never rows the client would filter away unseen.
+    start = series.cursor.floor("s")
+    end = min(series.cursor + pd.Timedelta(span), now + pd.Timedelta(milliseconds=1))
+    if end <= series.cursor:
         return Polled(pd.DataFrame(), 0, True)
     frame = feed.ticks_range(series.symbol, start, end)
     if frame.empty and end <= now:  # about to step over a past window: a spurious empty answer must not do that
@@ -95,15 +101,18 @@ def poll_ticks(feed: Feed, series: Series, now: pd.Timestamp, span: str) -> Poll
     fresh = ~repeated
     if series.edge:  # asked for again on purpose: not counted as duplicates
         fresh &= np.fromiter((k not in series.edge for k in keys), dtype=bool, count=len(keys))
-    frame = frame.loc[fresh]
-    if len(frame):
-        last = frame.index.max()
-        at_last = {k for k, t in zip(tick_keys(frame), frame.index, strict=True) if t == last}
-        series.edge = (series.edge | at_last) if last == series.cursor else at_last
-        series.cursor = last
-    elif end <= now:  # a window wholly in the feed's past holds nothing: move past it
+    taken = frame.loc[fresh]
+    if len(taken):
+        last = taken.index.max()
+        second = last.floor("s").value // 1_000  # ns -> the keys' microseconds
+        kept = series.edge | {k for k, ok in zip(keys, fresh, strict=True) if ok}
+        series.edge = {k for k in kept if k[0] >= second}
+        series.cursor = max(series.cursor, last)
+    elif frame.empty and end <= now and not series.edge:
+        # Twice nothing in a window wholly in the feed's past, not even the rows taken in its first second:
+        # nothing can appear there any more, move past it.
         series.cursor, series.edge = end - _US, set()
-    return Polled(frame, int(repeated.sum()), end > now)
+    return Polled(taken, int(repeated.sum()), end > now)
 
 
 def poll_bars(feed: Feed, series: Series, now: pd.Timestamp, volume: str) -> Polled:

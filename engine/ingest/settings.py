@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from engine import timeframes
 from engine.errors import ConfigError
 from engine.fields import bounded, choice
@@ -31,6 +29,8 @@ class IngestSettings:
     log_interval: float = bounded(30.0, gt=0)  # seconds between counter lines in the log
 
     def __post_init__(self) -> None:
+        import pandas as pd  # here, not at the top: the task config schema is generated from these fields
+
         if not self.symbols:
             raise ConfigError("task.symbols", "name at least one symbol")
         for tf in self.timeframes:

@@ -43,7 +43,7 @@ def as_samples(X: Any, feature_names: Sequence[str] | None, *, model_type: str, 
 def _windows(X: Any, feature_names: Sequence[str] | None, model_type: str) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(X, pd.DataFrame | pd.Series):
         raise DataQualityError(f"{model_type} takes windows as an array [n, seq, features]; got a "
-                               f"{type(X).__name__}. Build windows with engine.data.datasets and pass feature_names=")
+                               f"{type(X).__name__}. Build windows with engine.data.windows and pass feature_names=")
     arr = np.asarray(X)
     if arr.ndim != 3:
         raise DataQualityError(f"{model_type} needs X of shape [n, seq, features]; got shape {arr.shape}")

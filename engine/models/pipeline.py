@@ -1,7 +1,7 @@
 """MLPipeline: six model families behind the seed's fit / predict / predict_proba / save / load / tune /
 explain API.
 
-A thin facade: input checks (``inputs``), chronological splits (``engine.data.datasets``) and metrics
+A thin facade: input checks (``inputs``), chronological splits (``engine.data.splits``) and metrics
 are shared; everything that differs between families (input layout, training, inference, weights,
 SHAP) is the family strategy's (``family``: ``tabular``, ``nets``). Validation is always chronological:
 the last part of the data, an explicit validation span, or expanding time-ordered folds, with
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.data.datasets import holdout_split, purged_time_folds
+from engine.data.splits import holdout_split, purged_time_folds
 from engine.errors import ConfigError, OperationalError
 from engine.metrics import classification_metrics, mean_metrics
 from engine.models import MODEL_TYPES, NET_TYPES

@@ -1,11 +1,13 @@
 """MT5RestClient: MetaTrader 5 over the REST contract (docs/mt5_rest_api.md) from any OS.
 
 The client reads (account, symbols, bars, ticks, positions, orders, history) and posts orders raw: one
-request per call, never resent, never reconciled. The exactly-once order logic (Idempotency-Key,
-reconciliation by magic+comment, lost and garbled answers) is engine.trading.execution's, over the
-Broker protocol this client satisfies. Transport (timeouts, typed errors, GET retries) is
-engine.mt5.transport. Bars and ticks come back as UTC-indexed DataFrames; broker server time is converted
-with a configured offset or one measured against the server's latest tick.
+request per call, never resent, never reconciled (engine.mt5.client_orders). The exactly-once order logic
+(Idempotency-Key, reconciliation by magic+comment, lost and garbled answers) is
+engine.trading.execution's, over the Broker protocol this client satisfies. Transport (timeouts, hard
+deadlines, typed errors, GET retries) is engine.mt5.transport. It speaks this contract and the
+quant-server Flask bridge's dialect (engine.mt5.dialect), detected from ``/health`` unless configured.
+Bars and ticks come back as UTC-indexed DataFrames; broker server time is converted with a configured
+offset or one measured against the server's latest tick.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -23,6 +25,8 @@ import requests
 from engine.data.frames import conform_bars, to_utc
 from engine.errors import BadResponseError, ConfigError, InvalidRequestError, OperationalError
 from engine.mt5 import contract, payloads
+from engine.mt5.client_orders import OrderRoutes
+from engine.mt5.dialect import DIALECTS, ENGINE, QUANT_SERVER, detect, missing_route
 from engine.mt5.retry import RetryPolicy
 from engine.mt5.transport import HttpTransport
 from engine.redact import MASK
@@ -30,56 +34,84 @@ from engine.redact import MASK
 log = logging.getLogger("engine.mt5.client")
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_DIALECTS, _QUANT = DIALECTS, QUANT_SERVER
 # Offsets are measured to the nearest quarter hour: brokers use whole or half/quarter-hour zones,
 # and the latest tick may be seconds or minutes old.
 _OFFSET_QUANTUM = pd.Timedelta(minutes=15)
 
 
-class MT5RestClient:
-    """A client for one MT5 REST endpoint (the bridge on the terminal's host, or the simulator).
+class MT5RestClient(OrderRoutes):
+    """A client for one MT5 REST endpoint (the bridge on the terminal's host, the simulator, or an
+    unmodified quant-server Flask bridge).
 
     ``server_time_offset_hours``: broker server time minus UTC; None measures it once from the latest
     tick. ``max_bars``: the most bars one request may ask for (the terminal's "Max bars in chart" or
     the bridge's cap); longer ranges are fetched in chunks. ``order_retries``: how often the execution
-    layer may resend an order after reconciling. ``session`` may be injected (e.g. with a custom
-    adapter); the client closes only a session it created.
+    layer may resend an order after reconciling. ``deadline``: seconds any one request may take with its
+    retries, whatever the server does. ``dialect``: "engine" or "quant_server"; None detects it from
+    ``/health``. Plain http:// is refused for a non-loopback host unless ``allow_insecure_http``.
+    ``session`` may be injected (e.g. with a custom adapter); the client closes only a session it created.
     """
 
     def __init__(self, base_url: str, api_key: str, *, connect_timeout: float = 3.0, read_timeout: float = 30.0,
-                 retries: int = 3, backoff_base: float = 0.2, backoff_cap: float = 5.0, jitter: float = 1.0,
-                 max_retry_after: float = 30.0, order_retries: int = 2,
+                 deadline: float = 60.0, retries: int = 3, backoff_base: float = 0.2, backoff_cap: float = 5.0,
+                 jitter: float = 1.0, max_retry_after: float = 30.0, order_retries: int = 2,
                  server_time_offset_hours: float | None = None, max_bars: int = contract.DEFAULT_MAX_BARS,
-                 verify_tls: bool = True, ca_bundle: str | None = None, session: requests.Session | None = None,
-                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_response_bytes: int = 256 * 1024 * 1024, verify_tls: bool = True, ca_bundle: str | None = None,
+                 allow_insecure_http: bool = False, dialect: str | None = None,
+                 session: requests.Session | None = None, seed: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         parts = urlsplit(str(base_url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("connector.base_url", f"{base_url!r} is not an http(s) URL; e.g. "
                                                     "https://mt5-bridge.example:8443")
-        if not api_key or not isinstance(api_key, str):
+        if dialect not in (None, *_DIALECTS):
+            raise ConfigError("connector.dialect", f"{dialect!r}: use one of {list(_DIALECTS)} or null (detect)")
+        if not isinstance(api_key, str) or (not api_key and dialect != _QUANT):
             raise ConfigError("connector.api_key", "empty API key; set the secret mt5_api_key "
                                                    "(python -m engine.secrets) or use connector=simulator")
-        if connect_timeout <= 0 or read_timeout <= 0:
-            raise ConfigError("connector.timeouts", "connect_timeout and read_timeout must be > 0 seconds")
-        if max_bars < 1 or order_retries < 0:
-            raise ConfigError("connector.max_bars", "max_bars must be >= 1 and order_retries >= 0")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            log.warning("MT5 REST over plain http to %s: the API key and orders travel unencrypted; use https",
-                        parts.hostname)
+        if min(connect_timeout, read_timeout, deadline) <= 0:
+            raise ConfigError("connector.timeouts", "connect_timeout, read_timeout and deadline must be > 0 seconds")
+        if max_bars < 1 or order_retries < 0 or max_response_bytes < 1:
+            raise ConfigError("connector.max_bars", "max_bars and max_response_bytes must be >= 1 and "
+                                                    "order_retries >= 0")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not allow_insecure_http:
+            raise ConfigError("connector.base_url", f"plain http to {parts.hostname} would send the API key and "
+                                                    "orders unencrypted; use https (python -m engine.mt5.bridge "
+                                                    "--certfile ...), or set connector.allow_insecure_http=true "
+                                                    "on a network you trust")
         self.base_url = str(base_url).rstrip("/")
         policy = RetryPolicy(retries=retries, base=backoff_base, cap=backoff_cap, jitter=jitter,
                              max_retry_after=max_retry_after)
         self.transport = HttpTransport(self.base_url, api_key, timeout=(float(connect_timeout), float(read_timeout)),
                                        policy=policy, verify=ca_bundle if ca_bundle else bool(verify_tls),
-                                       session=session, seed=seed, sleep=sleep)
+                                       session=session, seed=seed, sleep=sleep, deadline=deadline,
+                                       max_response_bytes=max_response_bytes)
         self.order_retries = order_retries
         self.max_bars = int(max_bars)
+        self._dialect = dialect
         self._offset = None if server_time_offset_hours is None else pd.Timedelta(hours=server_time_offset_hours)
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={MASK!r})"
 
     def close(self) -> None:
         self.transport.close()
+
+    @property
+    def dialect(self) -> str:
+        """"engine" or "quant_server": as configured, else detected once from ``/health``."""
+        if self._dialect is None:
+            try:
+                found = detect(self.transport.get("/health"))
+            except (BadResponseError, InvalidRequestError) as exc:
+                # No readable /health: this contract's reads accept either dialect's answers.
+                log.warning("MT5 REST dialect of %s not detected (%s); assuming engine", self.base_url, exc)
+                found = ENGINE
+            self._dialect = found
+            log.info("MT5 REST dialect of %s: %s", self.base_url, found)
+        return self._dialect
 
     def __enter__(self) -> MT5RestClient:
         return self
@@ -118,10 +150,21 @@ class MT5RestClient:
         return payloads.require_fields(self.transport.get(path), fields, what)
 
     def health(self) -> dict[str, Any]:
-        return self._object("/health", ("status",), "GET /health")
+        health = self._object("/health", ("status",), "GET /health")
+        if self._dialect is None:
+            self._dialect = detect(health)
+        return health
 
     def account_info(self) -> dict[str, Any]:
-        info = self._object("/account_info", ("balance", "equity", "margin", "margin_free"), "GET /account_info")
+        """Balance, equity, margin. The quant-server bridge has no such route (only some forks add it):
+        a 404 there is a clear error naming the route, not a guess from other routes."""
+        try:
+            info = self._object("/account_info", ("balance", "equity", "margin", "margin_free"),
+                                "GET /account_info")
+        except (InvalidRequestError, BadResponseError) as exc:
+            if getattr(exc, "status", None) == 404:
+                raise missing_route("GET /account_info", " (HTTP 404)") from None
+            raise
         for key in ("balance", "equity", "margin", "margin_free"):
             if isinstance(info[key], bool) or not isinstance(info[key], int | float) or not math.isfinite(info[key]):
                 raise BadResponseError(f"GET /account_info: {key} is not a number: {info[key]!r}")
@@ -152,6 +195,13 @@ class MT5RestClient:
         tf = contract.timeframe(timeframe)
         if count < 1 or start_pos < 0:
             raise InvalidRequestError(f"count must be >= 1 and start_pos >= 0, got {count}, {start_pos}")
+        if self.dialect == _QUANT:
+            # That bridge always counts from the forming bar (no start_pos): one request, no paging.
+            if start_pos or count > self.max_bars:
+                raise missing_route("GET /fetch_data_pos?start_pos", " (no paging: ask for at most "
+                                            "max_bars, or use bars_range)")
+            payload = self.transport.get("/fetch_data_pos", symbol=symbol, timeframe=tf.mt5, num_bars=count)
+            return payloads.bars_frame(payload, self.server_offset(symbol), "GET /fetch_data_pos")
         out = []
         for lo in range(start_pos, start_pos + count, self.max_bars):
             n = min(self.max_bars, start_pos + count - lo)
@@ -183,87 +233,12 @@ class MT5RestClient:
         start_u, end_u = _utc(start, "start"), _utc(end, "end")
         if start_u >= end_u:
             raise InvalidRequestError(f"start {start_u.isoformat()} must be before end {end_u.isoformat()}")
+        if self.dialect == _QUANT:
+            raise missing_route("GET /fetch_ticks_range")
         payload = self.transport.get("/fetch_ticks_range", symbol=symbol, start=self._utc_to_server(start_u, symbol),
                                      end=self._utc_to_server(end_u, symbol))
         frame = payloads.ticks_frame(payload, self.server_offset(symbol), "GET /fetch_ticks_range")
         return frame.loc[(frame.index >= start_u) & (frame.index < end_u)]
-
-    def positions(self, symbol: str | None = None) -> pd.DataFrame:
-        return self._records("/get_positions", contract.POSITION_FIELDS, ("time",), symbol, symbol=symbol)
-
-    def orders(self, symbol: str | None = None) -> pd.DataFrame:
-        """Pending orders."""
-        return self._records("/orders_get", contract.ORDER_FIELDS, ("time_setup",), symbol, symbol=symbol)
-
-    def history_deals(self, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None,
-                      symbol: str = "BTCUSD") -> pd.DataFrame:
-        return self._records("/history_deals_get", contract.DEAL_FIELDS, ("time",), symbol,
-                             **self._history_params(start, end, symbol))
-
-    def history_orders(self, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None,
-                       symbol: str = "BTCUSD") -> pd.DataFrame:
-        return self._records("/history_orders_get", contract.ORDER_FIELDS, ("time_setup", "time_done"), symbol,
-                             **self._history_params(start, end, symbol))
-
-    def _records(self, route: str, fields: tuple[str, ...], time_fields: tuple[str, ...],
-                 offset_symbol: str | None, **params: Any) -> pd.DataFrame:
-        payload = self.transport.get(route, **params)
-        offset = self._offset_for(payload, offset_symbol)
-        return payloads.records_frame(payload, fields, offset, time_fields, f"GET {route}")
-
-    def _history_params(self, start: Any, end: Any, symbol: str) -> dict[str, str | None]:
-        s = None if start is None else self._utc_to_server(_utc(start, "start"), symbol)
-        e = None if end is None else self._utc_to_server(_utc(end, "end"), symbol)
-        return {"start": s, "end": e}
-
-    def _offset_for(self, payload: Any, symbol: str | None) -> pd.Timedelta:
-        if self._offset is not None:
-            return self._offset
-        if isinstance(payload, list) and payload and isinstance(payload[0], dict):
-            return self.server_offset(symbol or str(payload[0].get("symbol") or "BTCUSD"))
-        return pd.Timedelta(0)  # nothing to convert
-
-    # -- raw order posts (the Broker protocol of engine.trading.execution) --------------------------------
-    def post_order(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /order once: the server's ``order_send`` result, whatever its retcode."""
-        return self._post("/order", body, idempotency_key)
-
-    def post_close(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /close_position once: the server's ``order_send`` result, whatever its retcode."""
-        return self._post("/close_position", body, idempotency_key)
-
-    def _post(self, path: str, body: Mapping[str, Any], key: str) -> dict[str, Any]:
-        what = f"POST {path}"
-        try:
-            payload = self.transport.request("POST", path, body=dict(body),
-                                             headers={contract.IDEMPOTENCY_HEADER: key}, retry=False)
-        except InvalidRequestError as exc:
-            # A bridge may answer a refused order with an HTTP error that still carries MT5's result.
-            payload = getattr(exc, "payload", None)
-            if not (isinstance(payload, dict) and "retcode" in payload):
-                raise
-        return payloads.require_fields(payload, ("retcode",), what)
-
-    def backoff(self, attempt: int, retry_after: float | None = None) -> None:
-        """Wait before retry ``attempt`` (0-based) with this client's backoff or the server's Retry-After."""
-        self.transport.backoff(attempt, retry_after)
-
-    def find_order(self, comment: str, *, magic: int | None = None,
-                   position: int | None = None) -> dict[str, Any] | None:
-        """The deal or pending order carrying ``comment`` (and ``magic``/``position``) as an order result."""
-        found = _deal_result(self.history_deals(), comment, magic, position)
-        if found is None and position is None:
-            found = _pending_result(self.orders(), comment, magic)
-        return found
-
-    def order_state(self, ticket: int) -> int | None:
-        """ORDER_STATE_PLACED while pending, else the last state in the order history (None: unknown)."""
-        pending = self.orders()
-        if (pending["ticket"] == int(ticket)).any():
-            return contract.ORDER_STATE_PLACED
-        done = self.history_orders()
-        states = done.loc[done["ticket"] == int(ticket), "state"]
-        return int(states.iloc[-1]) if len(states) else None
 
     # -- helpers for sources -----------------------------------------------------------------------------
     @staticmethod
@@ -285,29 +260,6 @@ def _windows(start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta) -> Iter
         nxt = min(cur + step, end)
         yield cur, nxt
         cur = nxt
-
-
-def _deal_result(deals: pd.DataFrame, comment: str, magic: int | None,
-                 position: int | None) -> dict[str, Any] | None:
-    hit = deals[deals["comment"] == comment]
-    if magic is not None:
-        hit = hit[hit["magic"] == magic]
-    if position is not None:
-        hit = hit[hit["position_id"] == position]
-    if not len(hit):
-        return None
-    deal = hit.iloc[-1]
-    return contract.result(contract.RETCODE_DONE, deal=int(deal["ticket"]), order=int(deal["order"]),
-                           volume=float(deal["volume"]), price=float(deal["price"]), comment="found by magic+comment")
-
-
-def _pending_result(pending: pd.DataFrame, comment: str, magic: int | None) -> dict[str, Any] | None:
-    hit = pending[(pending["comment"] == comment) & (pending["magic"] == magic)]
-    if not len(hit):
-        return None
-    order = hit.iloc[-1]
-    return contract.result(contract.RETCODE_PLACED, order=int(order["ticket"]), volume=float(order["volume_initial"]),
-                           price=float(order["price_open"]), comment="found by magic+comment")
 
 
 def _utc(value: str | pd.Timestamp, key: str) -> pd.Timestamp:

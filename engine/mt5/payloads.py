@@ -1,8 +1,9 @@
 """Contract payloads -> validated, UTC-indexed DataFrames (pure: no I/O).
 
 MT5 stamps times in broker server time; every function here takes the server offset and returns
-UTC. Legacy bridges write bar times with a trailing ``Z`` although they are server time; the ``Z``
-is ignored on purpose (docs/mt5_rest_api.md, "Times").
+UTC. Legacy bridges write bar times with a trailing ``Z``, and the quant-server Flask bridge as RFC 1123
+(``Thu, 15 Feb 2024 00:00:00 GMT``), although they are server time; the zone is ignored on purpose
+(docs/mt5_rest_api.md, "Times").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from engine.errors import BadResponseError
 from engine.mt5 import contract
 
+_RFC_1123 = "%a, %d %b %Y %H:%M:%S GMT"
 BAR_FRAME_COLUMNS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
 TICK_FRAME_COLUMNS = ("bid", "ask", "last", "volume")
 
@@ -36,7 +38,10 @@ def server_times_to_utc(values: Sequence[Any] | pd.Series, offset: pd.Timedelta,
         elif pd.api.types.is_numeric_dtype(series.dtype):
             naive = pd.DatetimeIndex(pd.to_datetime(series.to_numpy(), unit=unit))
         else:
-            parsed = pd.to_datetime(series.astype(str), format="ISO8601", utc=True)
+            text = series.astype(str)
+            # Flask's JSON writes datetimes as RFC 1123 ("Thu, 15 Feb 2024 00:00:00 GMT").
+            rfc = text.iloc[0].endswith("GMT") and text.iloc[0][:3].isalpha()
+            parsed = pd.to_datetime(text, format=_RFC_1123 if rfc else "ISO8601", utc=True)
             naive = pd.DatetimeIndex(parsed).tz_localize(None)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadResponseError(f"{what}: unreadable time values ({exc}); expected ISO 8601 or epoch seconds") \

@@ -1,107 +1,34 @@
-"""The HTTP side of the contract, shared by the simulator and the bridge so both answer alike.
+"""The contract's HTTP server, shared by the simulator and the bridge: the ASGI app (engine.mt5.asgi)
+served by uvicorn on an event loop, in a thread of its own or in the calling thread.
 
-A :class:`ContractServer` parses and validates requests, checks the bearer token, applies the
-``Idempotency-Key`` rule to POSTs and turns a :class:`Backend`'s dicts (or typed errors) into JSON.
-The backend is where the two differ: simulated market vs. the MetaTrader5 package.
+Production limits: a connection cap (further requests get 503 until connections close), an idle timeout
+that also closes a connection that never sends a request, a request-body cap, TLS handshakes on the event
+loop (a client that never sends its ClientHello holds no thread). ``stop`` closes kept-alive connections
+too: after it returns nothing is served.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+import asyncio
+import contextlib
+import socket
 import ssl
 import threading
-from collections import Counter, OrderedDict
-from collections.abc import Mapping
-from datetime import datetime
-from http.server import ThreadingHTTPServer
-from typing import Any, Protocol
+from collections import Counter
+from typing import Any
 
-from engine.errors import ConfigError, InvalidRequestError
-from engine.mt5 import contract, jsonio
-from engine.mt5.handler import Answer, answer_of, connection_error, handler_class
-from engine.timeframes import Timeframe
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_FAR_PAST = datetime(1970, 1, 1)
-_FAR_FUTURE = datetime(2100, 1, 1)
-CONNECTION_TIMEOUT = 120.0  # seconds a connection may stay silent (handshake, request, keep-alive idle)
+from engine.mt5 import contract
+from engine.mt5.asgi import MAX_BODY, TRANSPORT_KEY, Hooks, build_app
+from engine.mt5.service import Backend, ContractService
 
+__all__ = ["Backend", "ContractServer", "Hooks", "ServerStats"]
 
-class Backend(Protocol):
-    """What a server needs from a market: every method returns contract-shaped dicts or raises
-    InvalidRequestError (404 for unknown things via ``status``) / RetryableError (503)."""
-
-    def health(self) -> dict[str, Any]: ...
-    def account_info(self) -> dict[str, Any]: ...
-    def symbol_info(self, symbol: str) -> dict[str, Any]: ...
-    def symbol_info_tick(self, symbol: str) -> dict[str, Any]: ...
-    def rates_from_pos(self, symbol: str, tf: Timeframe, start_pos: int, count: int) -> list[dict[str, Any]]: ...
-    def rates_range(self, symbol: str, tf: Timeframe, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-    def ticks_range(self, symbol: str, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-    def order_send(self, request: contract.OrderRequest) -> dict[str, Any]: ...
-    def close_position(self, ticket: int, volume: float | None, deviation: int, magic: int,
-                       comment: str) -> dict[str, Any]: ...
-    def positions(self, symbol: str | None) -> list[dict[str, Any]]: ...
-    def orders(self, symbol: str | None) -> list[dict[str, Any]]: ...
-    def history_deals(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-    def history_orders(self, start: datetime, end: datetime) -> list[dict[str, Any]]: ...
-
-
-class Hooks(Protocol):
-    """Fault injection (simulator only): answer early, or execute and then drop the response."""
-
-    def before(self, method: str, route: str) -> tuple[int, dict[str, Any], dict[str, str]] | None: ...
-    def drop_response(self, method: str, route: str) -> bool: ...
-    def garble_response(self, method: str, route: str) -> bool: ...
-
-
-class _IdempotencyCache:
-    """Answers of POSTs by key, so a retried order returns the first answer instead of running again.
-
-    Bounded (oldest keys go first) because a bridge runs for weeks; a key is only needed for the
-    minutes a client keeps retrying.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, tuple[str, Answer]] = OrderedDict()
-
-    def get(self, key: str, digest: str) -> Answer | None:
-        hit = self._items.get(key)
-        if hit is None:
-            return None
-        if hit[0] != digest:
-            return Answer(422, {"error": "Idempotency-Key was already used for a different request; "
-                                          "use a fresh key for every new order"}, {})
-        return hit[1]
-
-    def put(self, key: str, digest: str, answer: Answer) -> None:
-        self._items[key] = (digest, answer)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-
-def _one(query: Mapping[str, list[str]], key: str, *, required: bool = True) -> str | None:
-    values = query.get(key)
-    if not values or values[0].strip() == "":
-        if required:
-            raise InvalidRequestError(f"missing query parameter {key!r}")
-        return None
-    return values[0].strip()
-
-
-def _int(query: Mapping[str, list[str]], key: str, default: int | None = None) -> int:
-    text = _one(query, key, required=default is None)
-    if text is None:
-        return int(default)  # type: ignore[arg-type]
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidRequestError(f"{key}={text!r} must be an integer") from None
-    if value < 0:
-        raise InvalidRequestError(f"{key} must be >= 0, got {value}")
-    return value
+CONNECTION_TIMEOUT = 120.0  # seconds a connection may stay idle (before its first request, or between two)
+MAX_CONNECTIONS = 64  # open connections beyond this get 503 + Retry-After; a bridge has a handful of clients
+SHUTDOWN_GRACE = 5.0  # seconds requests in flight get to finish on stop
 
 
 class ServerStats:
@@ -135,6 +62,7 @@ class ServerStats:
 
     @property
     def connections(self) -> int:
+        """TCP connections accepted so far (counted before any TLS handshake)."""
         with self._lock:
             return self._connections
 
@@ -143,170 +71,130 @@ class ServerStats:
         with self._lock:
             return self._requests[(method, route)]
 
+    def per_route(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._requests)
+
+
+def _protocol(stats: ServerStats) -> type[HttpToolsProtocol]:
+    class Protocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol, plus: count accepts, time out idle new connections, and let the
+        app drop a connection (the simulator's fault hooks)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            stats.connection_opened()  # at accept time: before the TLS handshake
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # uvicorn starts its idle timer only after a first answer: a client that connects and never
+            # sends a request would hold its connection (and a place under the cap) forever.
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope["extensions"] = {TRANSPORT_KEY: self.transport}  # type: ignore[typeddict-unknown-key]
+
+    return Protocol
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server whose main loop wakes at once when told to stop (not on its next 0.1 s tick)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.wake: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self.loop, self.wake = asyncio.get_running_loop(), asyncio.Event()
+        while not self.should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 1.0)
+
+    def exit_soon(self) -> None:
+        self.should_exit = True
+        if self.loop is not None and self.wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
+                self.loop.call_soon_threadsafe(self.wake.set)
+
 
 class ContractServer:
-    """A threaded HTTP server speaking the MT5 REST contract over ``backend``.
+    """The MT5 REST contract over ``backend``, served by uvicorn.
 
-    ``port=0`` picks a free port (read it back from :attr:`url`). Use as a context manager, or
-    ``start()``/``stop()``; ``stop`` is bounded by ``timeout``.
+    ``port=0`` picks a free port (read it back from :attr:`url`; the socket is bound and listening as
+    soon as the object exists). Use as a context manager, or ``start()``/``stop()``; ``serve_forever``
+    serves in the calling thread until :meth:`interrupt`.
     """
 
     def __init__(self, backend: Backend, *, api_key: str, host: str = "127.0.0.1", port: int = 0,
                  max_bars: int = contract.DEFAULT_MAX_BARS, max_ticks: int = contract.DEFAULT_MAX_TICKS,
                  hooks: Hooks | None = None, idempotency_capacity: int = 10_000,
-                 ssl_context: ssl.SSLContext | None = None, connection_timeout: float = CONNECTION_TIMEOUT) -> None:
-        if not api_key:
-            raise ConfigError("api_key", "the server needs a non-empty API key; clients send it as a Bearer token")
+                 ssl_context: ssl.SSLContext | None = None, connection_timeout: float = CONNECTION_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS, max_body: int = MAX_BODY) -> None:
         self.backend = backend
         self.hooks = hooks
-        self.max_bars = max_bars
-        self.max_ticks = max_ticks
-        self._token = api_key.encode()
-        self._post_lock = threading.Lock()
-        self._cache = _IdempotencyCache(idempotency_capacity)
+        self.service = ContractService(backend, api_key=api_key, max_bars=max_bars, max_ticks=max_ticks,
+                                       idempotency_capacity=idempotency_capacity)
         self.stats = ServerStats()
+        self.app = build_app(self.service, stats=self.stats, hooks=hooks, max_body=max_body)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(128)
+        config = uvicorn.Config(self.app, http=_protocol(self.stats), lifespan="off", access_log=False,
+                                log_config=None, proxy_headers=False, server_header=False, date_header=False,
+                                limit_concurrency=max_connections,
+                                timeout_keep_alive=connection_timeout,  # type: ignore[arg-type]  # float is fine
+                                timeout_graceful_shutdown=int(SHUTDOWN_GRACE))
+        config.load()
+        config.ssl = ssl_context  # uvicorn builds contexts from files only; ours may be any SSLContext
+        scheme = "https" if ssl_context is not None else "http"
+        bound, port = self._sock.getsockname()[:2]
+        self._url = f"{scheme}://{f'[{bound}]' if ':' in bound else bound}:{port}"
+        self._server = _Uvicorn(config)
         self._thread: threading.Thread | None = None
-        self._httpd = ThreadingHTTPServer((host, port), handler_class(self, connection_timeout))
-        self._httpd.daemon_threads = True
-        self._httpd.handle_error = connection_error  # type: ignore[method-assign]
-        self._scheme = "http"
-        if ssl_context is not None:
-            # The handshake runs in the connection's own thread (on its first read, under the handler's
-            # timeout), not in accept(): one client that never sends a ClientHello would freeze the server.
-            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True,
-                                                         do_handshake_on_connect=False)
-            self._scheme = "https"
 
     def __repr__(self) -> str:
         return f"ContractServer(url={self.url!r}, backend={type(self.backend).__name__})"
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"{self._scheme}://{host}:{port}"
+        return self._url
 
     def start(self) -> ContractServer:
+        """Serve in a background thread; returns once the server accepts requests."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                             name=f"mt5-contract-{self.url}", daemon=True)
             self._thread.start()
+            while not self._server.started and self._thread.is_alive():
+                self._thread.join(0.005)
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until :meth:`interrupt`; then :meth:`stop` closes the socket."""
-        self._httpd.serve_forever(poll_interval=0.2)
+        """Serve in this thread until :meth:`interrupt` (or SIGINT/SIGTERM in the main thread)."""
+        self._server.run(sockets=[self._sock])
 
     def interrupt(self) -> None:
         """Make a running :meth:`serve_forever` return; safe to call from a signal handler."""
-        threading.Thread(target=self._httpd.shutdown, daemon=True).start()
+        self._server.exit_soon()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close idle and kept-alive connections, let requests in flight finish (bounded)."""
         if self._thread is not None:
-            self._httpd.shutdown()
+            self._server.exit_soon()
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout)
             self._thread = None
-        self._httpd.server_close()
+        self._sock.close()
 
     def __enter__(self) -> ContractServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- request handling (called from handler threads) --------------------------------------------
-    def authorised(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[7:].strip().encode(), self._token)
-
-    def get(self, route: str, arg: str | None, query: Mapping[str, list[str]]) -> Any:
-        backend = self.backend
-        if route == "/account_info":
-            return backend.account_info()
-        if route == "/symbol_info" and arg:
-            return backend.symbol_info(arg)
-        if route == "/symbol_info_tick" and arg:
-            return backend.symbol_info_tick(arg)
-        if route == "/fetch_data_pos":
-            symbol, tf = _one(query, "symbol"), contract.timeframe(_one(query, "timeframe", required=False) or "M1")
-            count = _int(query, "num_bars", 100)
-            if count > self.max_bars:
-                raise InvalidRequestError(f"num_bars={count} is over this server's cap of {self.max_bars}; "
-                                          "fetch in chunks (fetch_data_range) of at most that many bars")
-            return backend.rates_from_pos(symbol, tf, _int(query, "start_pos", 0), count)
-        if route == "/fetch_data_range":
-            symbol, tf = _one(query, "symbol"), contract.timeframe(_one(query, "timeframe", required=False) or "M1")
-            start = contract.parse_server_time(_one(query, "start", required=False), "start")
-            end = contract.parse_server_time(_one(query, "end", required=False), "end")
-            contract.check_range(start, end)
-            span = int((end - start).total_seconds() // tf.seconds) + 1
-            if span > self.max_bars:
-                raise InvalidRequestError(f"range {contract.iso(start)}..{contract.iso(end)} spans {span} {tf.mt5} "
-                                          f"bars, over this server's cap of {self.max_bars}; fetch it in chunks")
-            return backend.rates_range(symbol, tf, start, end)
-        if route == "/fetch_ticks_range":
-            symbol = _one(query, "symbol")
-            start = contract.parse_server_time(_one(query, "start", required=False), "start")
-            end = contract.parse_server_time(_one(query, "end", required=False), "end")
-            contract.check_range(start, end)
-            ticks = backend.ticks_range(symbol, start, end)
-            if len(ticks) > self.max_ticks:
-                raise InvalidRequestError(f"range holds {len(ticks)} ticks, over this server's cap of "
-                                          f"{self.max_ticks}; fetch shorter ranges")
-            return ticks
-        if route == "/get_positions":
-            return backend.positions(_one(query, "symbol", required=False))
-        if route == "/orders_get":
-            return backend.orders(_one(query, "symbol", required=False))
-        if route in ("/history_deals_get", "/history_orders_get"):
-            raw_start, raw_end = _one(query, "start", required=False), _one(query, "end", required=False)
-            start = contract.parse_server_time(raw_start, "start") if raw_start else _FAR_PAST
-            end = contract.parse_server_time(raw_end, "end") if raw_end else _FAR_FUTURE
-            contract.check_range(start, end)
-            fn = backend.history_deals if route == "/history_deals_get" else backend.history_orders
-            return fn(start, end)
-        raise InvalidRequestError(f"no route GET {route}; see docs/mt5_rest_api.md", status=404)
-
-    def post(self, route: str, body: Any) -> Any:
-        if route == "/order":
-            return self.backend.order_send(contract.parse_order(body))
-        if route == "/close_position":
-            if not isinstance(body, Mapping):
-                raise InvalidRequestError("close_position body must be a JSON object with 'ticket'")
-            ticket = body.get("ticket")
-            if isinstance(ticket, bool) or not isinstance(ticket, int) or ticket <= 0:
-                raise InvalidRequestError(f"close_position needs a positive integer 'ticket', got {ticket!r}")
-            volume = body.get("volume")
-            if volume is not None and (isinstance(volume, bool) or not isinstance(volume, int | float)
-                                       or volume <= 0):
-                raise InvalidRequestError(f"volume must be a positive number or absent, got {volume!r}")
-            comment = body.get("comment") or ""
-            if not isinstance(comment, str) or len(comment) > contract.MAX_COMMENT:
-                raise InvalidRequestError(f"comment must be a string of at most {contract.MAX_COMMENT} characters")
-            deviation, magic = body.get("deviation", 20), body.get("magic", 0)
-            if not isinstance(deviation, int) or not isinstance(magic, int) or deviation < 0 or magic < 0:
-                raise InvalidRequestError("deviation and magic must be non-negative integers")
-            return self.backend.close_position(ticket, None if volume is None else float(volume), deviation,
-                                               magic, comment)
-        raise InvalidRequestError(f"no route POST {route}; see docs/mt5_rest_api.md", status=404)
-
-    def answer_post(self, route: str, raw: bytes, key: str | None) -> Answer:
-        try:
-            body = jsonio.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
-            return Answer(400, {"error": "malformed JSON body; send a JSON object"}, {})
-        digest = hashlib.sha256(route.encode() + b"\0" + json.dumps(body, sort_keys=True).encode()).hexdigest()
-        # One POST at a time: the key check, the execution and the cache write must be atomic, or two
-        # racing retries of one order could both execute.
-        with self._post_lock:
-            if key:
-                cached = self._cache.get(key, digest)
-                if cached is not None:
-                    return cached
-            answer = answer_of(lambda: self.post(route, body))
-            # An MT5 "timeout"/"no connection" retcode is not an outcome: the retry must reach MT5 again
-            # (after the client's reconciliation), so it is not remembered.
-            undecided = isinstance(answer.body, dict) and answer.body.get("retcode") in contract.RECONCILE_RETCODES
-            if key and answer.status < 500 and not undecided:
-                self._cache.put(key, digest, answer)
-            return answer

@@ -1,9 +1,11 @@
 """HTTP for the MT5 REST client: one pooled session, explicit timeouts, typed errors, GET retries.
 
-Idempotent GETs retry with exponential backoff and jitter on timeouts, dropped connections, 429 and 5xx
-(a server's Retry-After wins). A POST is sent exactly once per call: whether and when to send an order
-again is the execution layer's decision (engine.trading.execution), taken after reconciliation. The API
-key appears in no log line, message or repr.
+Every request, with its retries, ends by a hard deadline (connect + all reads + backoff): engine.mt5.deadline
+shuts down the socket of one that outlives it, and answers over ``max_response_bytes`` are refused as they
+stream in. Idempotent GETs retry with exponential backoff and jitter on timeouts, dropped connections, 429
+and 5xx (a server's Retry-After wins). A POST is sent exactly once per call: whether and when to send an
+order again is the execution layer's decision (engine.trading.execution), taken after reconciliation. The
+API key appears in no log line, message or repr.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +32,7 @@ from engine.errors import (
     ServerError,
 )
 from engine.mt5 import jsonio
+from engine.mt5.deadline import Watchdog, install
 from engine.mt5.retry import RetryPolicy, parse_retry_after, retry_wait
 from engine.redact import MASK, remember
 
@@ -43,18 +47,25 @@ class HttpTransport:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: tuple[float, float], policy: RetryPolicy,
                  verify: bool | str, session: requests.Session | None, seed: int | None,
-                 sleep: Callable[[float], None]) -> None:
-        remember(api_key)  # log redaction masks it wherever it might show up
+                 sleep: Callable[[float], None], deadline: float = 60.0,
+                 max_response_bytes: int = 256 * 1024 * 1024) -> None:
+        if api_key:
+            remember(api_key)  # log redaction masks it wherever it might show up
         self.base_url = base_url
         self._token = api_key
-        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
         self.policy = policy
         self.verify = verify
+        self.deadline = float(deadline)
+        self.max_response_bytes = int(max_response_bytes)
         self._own_session = session is None
         self._session = session or requests.Session()
         if session is not None:
             _refuse_post_retries(session, base_url)
+        self._watchdog = Watchdog(f"mt5-deadline-{base_url}")
+        for prefix, adapter in self._session.adapters.items():
+            install(adapter, self._watchdog, prefix)
         self._rng = random.Random(seed)
         self._sleep = sleep
 
@@ -62,6 +73,7 @@ class HttpTransport:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={MASK!r})"
 
     def close(self) -> None:
+        self._watchdog.close()
         if self._own_session:
             self._session.close()
 
@@ -74,46 +86,88 @@ class HttpTransport:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
                 headers: Mapping[str, str] | None = None, retry: bool = True) -> Any:
-        """The decoded JSON answer; ``retry=False`` sends once whatever happens."""
+        """The decoded JSON answer; ``retry=False`` sends once whatever happens. Ends by the deadline."""
         what = f"{method} {path}"
         url = self.base_url + path
         hdrs = self._auth if headers is None else {**self._auth, **headers}
         attempts = self.policy.retries + 1 if retry else 1
+        deadline = time.monotonic() + self.deadline
         for attempt in range(attempts):
+            left = deadline - time.monotonic()
             try:
-                resp = self._session.request(method, url, params=params, json=body, headers=hdrs,
-                                             timeout=self.timeout, verify=self.verify)
-            except requests.Timeout as exc:
-                which = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
-                err: RetryableError = RequestTimeoutError(
-                    f"{what}: no answer within the {which} timeout of "
-                    f"{self.timeout[0 if which == 'connect' else 1]}s from {self.base_url}")
-            except requests.exceptions.SSLError:
-                raise OperationalError(f"{what}: TLS verification of {self.base_url} failed; give the bridge's CA "
-                                       "as connector.ca_bundle (do not turn verification off)") from None
-            except requests.RequestException as exc:
-                err = NetworkError(f"{what}: cannot reach {self.base_url} ({type(exc).__name__}); is the bridge "
-                                   "running and the address right?")
-            else:
-                try:
-                    return self._decode(resp, what)
-                except RetryableError as exc:
-                    err = exc
+                return self._once(method, url, what, params, body, hdrs, deadline, left)
+            except RetryableError as exc:
+                err = exc
             if attempt + 1 >= attempts:
                 raise err
             wait = retry_wait(attempt, self.policy, getattr(err, "retry_after", None), self._rng)
+            if time.monotonic() + wait >= deadline:
+                raise err  # no time left for another attempt: the last error is the answer
             log.info("%s failed (%s); retry %d/%d in %.2fs", what, type(err).__name__, attempt + 1,
                      attempts - 1, wait)
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _decode(self, resp: requests.Response, what: str) -> Any:
+    def _once(self, method: str, url: str, what: str, params: Mapping[str, Any] | None, body: Any,
+              hdrs: Mapping[str, str], deadline: float, left: float) -> Any:
+        if left <= 0:
+            raise self._late(what)
+        timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
+        with self._watchdog.armed(deadline) as watch:
+            try:
+                resp = self._session.request(method, url, params=params, json=body, headers=hdrs, timeout=timeout,
+                                             verify=self.verify, stream=True)
+                try:
+                    content = self._read(resp, what)
+                finally:
+                    resp.close()
+            except requests.exceptions.SSLError:
+                if watch.expired:
+                    raise self._late(what) from None
+                raise OperationalError(f"{what}: TLS verification of {self.base_url} failed; give the bridge's CA "
+                                       "as connector.ca_bundle (do not turn verification off)") from None
+            except requests.Timeout as exc:
+                if watch.expired:
+                    raise self._late(what) from None
+                which = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
+                raise RequestTimeoutError(f"{what}: no answer within the {which} timeout of "
+                                          f"{timeout[0 if which == 'connect' else 1]:.3g}s from "
+                                          f"{self.base_url}") from None
+            except requests.RequestException as exc:
+                if watch.expired or time.monotonic() >= deadline:
+                    raise self._late(what) from None
+                raise NetworkError(f"{what}: cannot reach {self.base_url} ({type(exc).__name__}); is the bridge "
+                                   "running and the address right?") from None
+        return self._decode(resp, content, what)
+
+    def _late(self, what: str) -> RequestTimeoutError:
+        return RequestTimeoutError(f"{what}: no complete answer within the deadline of {self.deadline:g}s from "
+                                   f"{self.base_url} (connector.deadline); the server may be overloaded or "
+                                   "trickling its answer")
+
+    def _read(self, resp: requests.Response, what: str) -> bytes:
+        """The body, refused past ``max_response_bytes`` (a broken proxy or a wrong URL can stream forever)."""
+        cap = self.max_response_bytes
+        declared = resp.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise BadResponseError(f"{what}: the answer announces {declared} bytes, over the client's cap of "
+                                   f"{cap} (connector.max_response_bytes); ask for less per request")
+        chunks, size = [], 0
+        for chunk in resp.iter_content(1 << 16):
+            size += len(chunk)
+            if size > cap:
+                raise BadResponseError(f"{what}: the answer exceeds the client's cap of {cap} bytes "
+                                       "(connector.max_response_bytes); ask for less per request")
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _decode(self, resp: requests.Response, content: bytes, what: str) -> Any:
         status = resp.status_code
         if status in (401, 403):
             raise AuthError(f"{what}: the server refused the API key (HTTP {status}); set the secret "
                             "mt5_api_key to the bridge's token")
         try:
-            body = jsonio.loads(resp.content) if resp.content else None
+            body = jsonio.loads(content) if content else None
         except (ValueError, UnicodeDecodeError):
             body = _NOT_JSON
         if status == 429 or status >= 500:
@@ -122,9 +176,11 @@ class HttpTransport:
                               status=status, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if body is _NOT_JSON:
             kind = resp.headers.get("Content-Type", "unknown type").split(";")[0]
-            snippet = self._redact(resp.text[:80]).replace("\n", " ")
-            raise BadResponseError(f"{what}: HTTP {status} answered {kind}, not JSON ({snippet!r}); check "
+            snippet = self._redact(content[:80].decode("utf-8", "replace")).replace("\n", " ")
+            bad = BadResponseError(f"{what}: HTTP {status} answered {kind}, not JSON ({snippet!r}); check "
                                    "connector.base_url points at an MT5 REST bridge, not a web page or proxy")
+            bad.status = status  # type: ignore[attr-defined]  # a 404 page: the route may be missing there
+            raise bad
         if status >= 400 or (isinstance(body, dict) and set(body) == {"error"}):
             detail = body.get("error") if isinstance(body, dict) else body
             exc = InvalidRequestError(f"{what}: refused (HTTP {status}): {self._redact(str(detail))}", status=status)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from engine import timeframes
 from engine.data.frames import BAR_COLUMNS, conform_bars, to_utc
 from engine.errors import DataQualityError, OperationalError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLE_PATH = Path(__file__).resolve().parents[2] / "data" / "sample" / "btcusdt_binance_1m_2024Q1.csv.gz"
 
@@ -30,6 +32,8 @@ class CsvBarSource:
         return f"csv:{Path(self.path).name}"
 
     def load_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        import pandas as pd
+
         want = timeframes.parse(timeframe)
         have = timeframes.parse(self.timeframe, key="source.timeframe")
         if want != have:

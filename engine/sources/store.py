@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from engine.errors import OperationalError
 from engine.storage.base import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass

@@ -20,13 +20,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from engine import timeframes
 from engine.data.frames import BAR_COLUMNS, conform_bars, conform_ticks, to_utc
 from engine.errors import DataQualityError, StorageError
 from engine.storage.validate import check_bars, check_ticks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.storage")
 _COMPRESSION = "zstd"
@@ -84,6 +86,8 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _read(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
@@ -134,6 +138,8 @@ class ParquetStore:
 
     @staticmethod
     def _merge_month(path: Path, chunk: pd.DataFrame) -> int:
+        import pandas as pd
+
         if path.exists():
             old = _read(path)
             new_rows = int((~chunk.index.isin(old.index)).sum())
@@ -146,6 +152,8 @@ class ParquetStore:
 
     def read_bars(self, symbol: str, timeframe: str, start: pd.Timestamp | str | None = None,
                   end: pd.Timestamp | str | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         folder = self._bar_dir(symbol, timeframe)
         files = sorted(folder.glob("*.parquet"))
         lo = to_utc(start) if start is not None else None
@@ -188,6 +196,8 @@ class ParquetStore:
         return self.latest_tick_time(symbol) if timeframe is None else self.latest_bar_time(symbol, timeframe)
 
     def write_ticks(self, ticks: pd.DataFrame, symbol: str) -> int:
+        import pandas as pd
+
         ticks = check_ticks(ticks)
         if ticks.empty:
             return 0
@@ -207,6 +217,8 @@ class ParquetStore:
 
     def read_ticks(self, symbol: str, start: pd.Timestamp | str | None = None,
                    end: pd.Timestamp | str | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         files = sorted(self._tick_dir(symbol).glob("*.parquet"))
         frames = [_read(p) for p in files]
         if not frames:

@@ -17,31 +17,33 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
-
-import numpy as np
-import pandas as pd
-import psycopg2
-import psycopg2.errors
-import psycopg2.extensions
-from psycopg2 import sql
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine import timeframes
 from engine.data.frames import to_utc
 from engine.errors import OperationalError, RetryableError, StorageError
-from engine.storage import pgcopy, pgwrite
-from engine.storage.pgschema import CAGG, OHLCV, TICKS, Features, Layout, detect, ensure_schema
 from engine.storage.validate import check_bars, check_ticks
+
+# psycopg2, pandas and the SQL modules load when the client first needs them: the storage config schema is
+# generated from this class's constructor, and `python -m engine --cfg job` must not pay for them.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import psycopg2.extensions
+    from psycopg2 import sql
+
+    from engine.storage.pgschema import Features
+
+    _Stamp = pd.Timestamp | str | None
 
 log = logging.getLogger("engine.storage")
 T = TypeVar("T")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.SerializationFailure,
-              psycopg2.errors.DeadlockDetected)
-_Stamp = pd.Timestamp | str | None
 
 
 def _interval(value: str, key: str) -> str:
+    import pandas as pd
+
     try:
         seconds = pd.Timedelta(str(value)).total_seconds()
     except ValueError:
@@ -58,6 +60,8 @@ class TimescaleDBClient:
                  tick_chunk_interval: str = "1 day", compress_after: str | None = "7 days",
                  tick_retention: str | None = None, retries: int = 3, retry_base: float = 0.5,
                  retry_cap: float = 5.0) -> None:
+        from engine.storage.pgschema import Layout
+
         if sslmode not in _SSLMODES:
             raise OperationalError(f"storage.sslmode={sslmode!r} is not one of {', '.join(_SSLMODES)}")
         self.host, self.port, self.dbname, self.user = host, int(port), dbname, user
@@ -101,6 +105,8 @@ class TimescaleDBClient:
 
     # -- connection -------------------------------------------------------------------------------
     def _connection(self) -> psycopg2.extensions.connection:
+        import psycopg2
+
         if self._conn is None or self._conn.closed:
             try:
                 self._conn = psycopg2.connect(**self._params)
@@ -111,6 +117,8 @@ class TimescaleDBClient:
     @contextmanager
     def _tx(self) -> Iterator[psycopg2.extensions.cursor]:
         """One transaction: committed when the block ends, rolled back (nothing written) when it raises."""
+        import psycopg2
+
         conn = self._connection()
         try:
             with conn.cursor() as cur:
@@ -118,7 +126,7 @@ class TimescaleDBClient:
             conn.commit()
         except BaseException as exc:
             self._abandon(conn)
-            if isinstance(exc, _TRANSIENT):
+            if isinstance(exc, _transient()):
                 raise RetryableError(f"{self.describe()}: connection lost or transaction aborted "
                                      f"({_first_line(exc)}); nothing was written by this call, retry it") from None
             if isinstance(exc, psycopg2.Error):
@@ -126,6 +134,8 @@ class TimescaleDBClient:
             raise
 
     def _abandon(self, conn: psycopg2.extensions.connection) -> None:
+        import psycopg2
+
         try:
             conn.rollback()
         except psycopg2.Error:  # the connection is gone; the server rolled the transaction back itself
@@ -155,12 +165,16 @@ class TimescaleDBClient:
     # -- schema -----------------------------------------------------------------------------------
     def create_schema(self) -> None:
         """Create what is missing (idempotent; read-only when the tables exist) and log what the server offers."""
+        from engine.storage.pgschema import ensure_schema
+
         def run() -> Features:
             with self._tx() as cur:
                 return ensure_schema(cur, self.layout)
         self.features = self._retrying("create_schema", run)
 
     def _features(self) -> Features:
+        from engine.storage.pgschema import detect
+
         if self.features is None:
             def run() -> Features:
                 with self._tx() as cur:
@@ -172,6 +186,8 @@ class TimescaleDBClient:
     def insert_ohlcv(self, bars: pd.DataFrame, symbol: str, timeframe: str, *,
                      append_only: bool | None = None) -> int:
         """Upsert bars; returns the number of rows that were not stored before."""
+        from engine.storage import pgwrite
+
         bars = check_bars(bars)
         if bars.empty:
             return 0
@@ -189,6 +205,10 @@ class TimescaleDBClient:
                      append_only: bool | None = None) -> int:
         """Insert ticks (a frame, or dicts with ``symbol, timestamp, bid, ask, volume``); identical rows are
         stored once. Returns the number of new rows. Every symbol's rows are checked before any is written."""
+        import pandas as pd
+
+        from engine.storage import pgwrite
+
         frame = ticks if isinstance(ticks, pd.DataFrame) else _ticks_from_records(ticks)
         if "timestamp" in frame.columns:
             frame = frame.set_index(pd.to_datetime(frame["timestamp"], utc=True)).drop(columns="timestamp")
@@ -206,38 +226,31 @@ class TimescaleDBClient:
         return self.insert_ticks(ticks, symbol)
 
     # -- reads ------------------------------------------------------------------------------------
-    def _copy_out(self, what: str, query: sql.Composable, kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def _copy_out(self, what: str, query: sql.Composable, names: tuple[str, ...]) -> pd.DataFrame:
+        """The rows of ``query`` (a timestamp, then float columns ``names``) through binary COPY, as a frame."""
+        from psycopg2 import sql
+
+        from engine.storage import pgcopy
+
         def run() -> bytes:
             buf = io.BytesIO()
             with self._tx() as cur:
                 cur.copy_expert(sql.SQL("COPY ({q}) TO STDOUT WITH (FORMAT binary)").format(q=query), buf)
             return buf.getvalue()
-        return pgcopy.decode(self._retrying(what, run), kinds)
-
-    @staticmethod
-    def _frame(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
-        index = pd.DatetimeIndex(cols["c0"], name="timestamp").tz_localize("UTC")
-        return pd.DataFrame({n: cols[f"c{i + 1}"] for i, n in enumerate(names)}, index=index)
+        return _frame(pgcopy.decode(self._retrying(what, run), ("timestamptz",) + ("float8",) * len(names)), names)
 
     def fetch_ohlcv(self, symbol: str, start: _Stamp = None, end: _Stamp = None, timeframe: str = "M1") -> pd.DataFrame:
         """Bars with ``start <= timestamp < end`` (either bound optional), oldest first."""
         names = ("open", "high", "low", "close", "volume")
-        query = sql.SQL("SELECT timestamp, {c} FROM {t} WHERE symbol = {s} AND timeframe = {tf}{w} ORDER BY timestamp"
-                        ).format(c=sql.SQL(", ").join(map(sql.Identifier, names)), t=sql.Identifier(OHLCV),
-                                 s=sql.Literal(symbol), tf=sql.Literal(timeframes.parse(timeframe).mt5),
-                                 w=_window(start, end))
-        return self._frame(self._copy_out("fetch_ohlcv", query, ("timestamptz",) + ("float8",) * 5), names)
+        return self._copy_out("fetch_ohlcv", _bars_query(symbol, timeframes.parse(timeframe).mt5, names, start, end),
+                              names)
 
     def read_bars(self, symbol: str, timeframe: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
         return self.fetch_ohlcv(symbol, start, end, timeframe)
 
     def fetch_ticks(self, symbol: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
         """Ticks with ``start <= timestamp < end``, by time (ties by price: arrival order is not stored)."""
-        names = ("bid", "ask", "volume")
-        query = sql.SQL("SELECT timestamp, bid, ask, volume FROM {t} WHERE symbol = {s}{w} "
-                        "ORDER BY timestamp, bid, ask, volume").format(t=sql.Identifier(TICKS), s=sql.Literal(symbol),
-                                                                       w=_window(start, end))
-        return self._frame(self._copy_out("fetch_ticks", query, ("timestamptz",) + ("float8",) * 3), names)
+        return self._copy_out("fetch_ticks", _ticks_query(symbol, start, end), ("bid", "ask", "volume"))
 
     def read_ticks(self, symbol: str, start: _Stamp = None, end: _Stamp = None) -> pd.DataFrame:
         return self.fetch_ticks(symbol, start, end)
@@ -247,6 +260,11 @@ class TimescaleDBClient:
 
         Read from ``series_heads`` (one row per series, kept in the writing transaction), so it costs the
         same however much is stored."""
+        import pandas as pd
+
+        from engine.storage import pgwrite
+        from engine.storage.pgschema import OHLCV, TICKS
+
         table, tf = (TICKS, "") if timeframe is None else (OHLCV, timeframes.parse(timeframe).mt5)
 
         def run() -> int | None:
@@ -269,30 +287,62 @@ class TimescaleDBClient:
             raise OperationalError("bars_from_ticks needs a fixed-length timeframe (M1..W1), not MN1")
         if volume not in ("tick", "real"):
             raise OperationalError(f"volume={volume!r}: use 'tick' or 'real'")
-        vol = sql.SQL("count(*)::float8" if volume == "tick" else "sum(volume)")
-        width, origin = f"{tf.seconds} seconds", sql.Literal("2000-01-03T00:00:00+00:00")  # a Monday, as MT5's W1
-        feats, where = self._features(), {"s": sql.Literal(symbol), "x": _window(start, end)}
-        if feats.community and volume == "tick" and tf.seconds % 60 == 0:
-            # The continuous aggregate already holds one-minute bars (real-time: unmaterialised rows included).
-            query = sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(open, timestamp), "
-                            "max(high), min(low), last(close, timestamp), sum(volume) FROM {v} WHERE symbol = {s}{x} "
-                            "GROUP BY b ORDER BY b").format(v=sql.Identifier(CAGG), w=sql.Literal(width), o=origin,
-                                                           **where)
-        elif feats.timescaledb:
-            query = sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(bid, timestamp), max(bid), "
-                            "min(bid), last(bid, timestamp), {vol} FROM {t} WHERE symbol = {s}{x} GROUP BY b ORDER BY b"
-                            ).format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin, vol=vol, **where)
-        else:
-            query = sql.SQL("SELECT date_bin({w}::interval, timestamp, {o}::timestamptz) AS b, "
-                            "(array_agg(bid ORDER BY timestamp))[1], max(bid), min(bid), "
-                            "(array_agg(bid ORDER BY timestamp DESC))[1], {vol} FROM {t} WHERE symbol = {s}{x} "
-                            "GROUP BY b ORDER BY b").format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin,
-                                                           vol=vol, **where)
-        names = ("open", "high", "low", "close", "volume")
-        return self._frame(self._copy_out("bars_from_ticks", query, ("timestamptz",) + ("float8",) * 5), names)
+        query = _bucket_query(self._features(), symbol, tf.seconds, start, end, volume)
+        return self._copy_out("bars_from_ticks", query, ("open", "high", "low", "close", "volume"))
+
+
+# -- SQL (psycopg2 loads here, on first use) --------------------------------------------------------------
+def _bars_query(symbol: str, timeframe: str, names: tuple[str, ...], start: _Stamp, end: _Stamp) -> sql.Composable:
+    from psycopg2 import sql
+
+    from engine.storage.pgschema import OHLCV
+
+    return sql.SQL("SELECT timestamp, {c} FROM {t} WHERE symbol = {s} AND timeframe = {tf}{w} ORDER BY timestamp"
+                   ).format(c=sql.SQL(", ").join(map(sql.Identifier, names)), t=sql.Identifier(OHLCV),
+                            s=sql.Literal(symbol), tf=sql.Literal(timeframe), w=_window(start, end))
+
+
+def _ticks_query(symbol: str, start: _Stamp, end: _Stamp) -> sql.Composable:
+    from psycopg2 import sql
+
+    from engine.storage.pgschema import TICKS
+
+    return sql.SQL("SELECT timestamp, bid, ask, volume FROM {t} WHERE symbol = {s}{w} "
+                   "ORDER BY timestamp, bid, ask, volume").format(t=sql.Identifier(TICKS), s=sql.Literal(symbol),
+                                                                  w=_window(start, end))
+
+
+def _bucket_query(feats: Features, symbol: str, seconds: int, start: _Stamp, end: _Stamp,
+                  volume: str) -> sql.Composable:
+    """Bid bars of ``seconds`` from stored ticks: the 1-minute continuous aggregate where it serves, else
+    ``time_bucket`` (TimescaleDB) or ``date_bin`` (plain PostgreSQL) over the ticks."""
+    from psycopg2 import sql
+
+    from engine.storage.pgschema import CAGG, TICKS
+
+    vol = sql.SQL("count(*)::float8" if volume == "tick" else "sum(volume)")
+    width, origin = f"{seconds} seconds", sql.Literal("2000-01-03T00:00:00+00:00")  # a Monday, as MT5's W1
+    where = {"s": sql.Literal(symbol), "x": _window(start, end)}
+    if feats.community and volume == "tick" and seconds % 60 == 0:
+        # The continuous aggregate already holds one-minute bars (real-time: unmaterialised rows included).
+        return sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(open, timestamp), "
+                       "max(high), min(low), last(close, timestamp), sum(volume) FROM {v} WHERE symbol = {s}{x} "
+                       "GROUP BY b ORDER BY b").format(v=sql.Identifier(CAGG), w=sql.Literal(width), o=origin,
+                                                      **where)
+    if feats.timescaledb:
+        return sql.SQL("SELECT time_bucket({w}::interval, timestamp, {o}::timestamptz) AS b, first(bid, timestamp), max(bid), "
+                       "min(bid), last(bid, timestamp), {vol} FROM {t} WHERE symbol = {s}{x} GROUP BY b ORDER BY b"
+                       ).format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin, vol=vol, **where)
+    return sql.SQL("SELECT date_bin({w}::interval, timestamp, {o}::timestamptz) AS b, "
+                   "(array_agg(bid ORDER BY timestamp))[1], max(bid), min(bid), "
+                   "(array_agg(bid ORDER BY timestamp DESC))[1], {vol} FROM {t} WHERE symbol = {s}{x} "
+                   "GROUP BY b ORDER BY b").format(t=sql.Identifier(TICKS), w=sql.Literal(width), o=origin,
+                                                  vol=vol, **where)
 
 
 def _window(start: _Stamp, end: _Stamp) -> sql.Composable:
+    from psycopg2 import sql
+
     parts: list[sql.Composable] = []
     if start is not None:
         parts.append(sql.SQL(" AND timestamp >= {}").format(sql.Literal(to_utc(start).to_pydatetime())))
@@ -301,13 +351,30 @@ def _window(start: _Stamp, end: _Stamp) -> sql.Composable:
     return sql.Composed(parts)
 
 
+def _frame(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
+    import pandas as pd
+
+    index = pd.DatetimeIndex(cols["c0"], name="timestamp").tz_localize("UTC")
+    return pd.DataFrame({n: cols[f"c{i + 1}"] for i, n in enumerate(names)}, index=index)
+
+
 def _ticks_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(list(records))
     if frame.empty:
         return pd.DataFrame(columns=["symbol", "timestamp", "bid", "ask", "volume"])
     if "volume" not in frame.columns:
         frame["volume"] = 0.0
     return frame
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    """Errors after which the whole transaction may be sent again on a new connection."""
+    import psycopg2.errors
+
+    return (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.SerializationFailure,
+            psycopg2.errors.DeadlockDetected)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,17 +10,23 @@ half a batch and a caller (the ingestor) can set the bad rows aside with :func:`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from engine.data.frames import BAR_COLUMNS, TICK_COLUMNS, conform_bars, conform_ticks
 from engine.errors import DataQualityError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHOWN = 5  # bad rows quoted in a message; the count says how many there were in all
 
 
 def _numeric(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> tuple[pd.DataFrame, dict[int, str]]:
     """Columns coerced to float64 and, by row position, which columns held text that is not a number."""
+    import pandas as pd
+
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataQualityError(f"{what} lack column(s) {missing}; expected {list(columns)}")

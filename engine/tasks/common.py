@@ -20,6 +20,7 @@ from engine.config.build import build
 from engine.redact import install_log_redaction, redact_mapping
 from engine.sources.base import BarSource
 from engine.storage.base import Store
+from engine.tasks.sweeps import trial_tags
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
 
 log = logging.getLogger("engine")
@@ -104,7 +105,8 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
         enabled=bool(cfg.tracking.enabled), uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment),
         artifact_root=cfg.tracking.artifact_root, run_name=run_name(cfg),
     )
-    all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **(tags or {})}
+    all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **trial_tags(cfg),
+                **(tags or {})}
     yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
     with start_run(settings, params=flatten(cfg), tags=all_tags, config_yaml=yaml) as run:
         yield run

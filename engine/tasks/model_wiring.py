@@ -41,10 +41,10 @@ def dataset_builder(cfg: DictConfig) -> DatasetBuilder:
                           labels=build(cfg.labels, LabelSpec, key="labels"))
 
 
-def build_dataset(cfg: DictConfig, console: Console) -> Dataset:
-    """Load the configured bars and build the dataset, one progress line per phase; with
-    ``task.features_from``, the same dataset from the bars and features task=features stored there."""
-    builder = dataset_builder(cfg)
+def build_dataset(cfg: DictConfig, console: Console, builder: DatasetBuilder | None = None) -> Dataset:
+    """Load the configured bars and build the dataset (``builder``: default this config's), one progress line
+    per phase; with ``task.features_from``, the same dataset from the bars and features stored there."""
+    builder = builder or dataset_builder(cfg)
     if cfg.task.get("features_from"):
         from engine.tasks.stage_data import stored_dataset, under_root
 
@@ -66,7 +66,9 @@ def model_dir(cfg: DictConfig) -> Path:
     try:
         hc = HydraConfig.get()
         if str(hc.mode) == "RunMode.MULTIRUN":
-            path = path / f"trial_{hc.job.num}"
+            # an Optuna trial's number is unique in its study, even across sweepers sharing the study
+            number = cfg.sweep.trial if cfg.get("sweep") is not None and cfg.sweep.trial is not None else hc.job.num
+            path = path / f"trial_{number}"
     except ValueError:
         pass
     return path

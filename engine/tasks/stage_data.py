@@ -104,4 +104,5 @@ def check_recipe(stored: StoredFrame, symbol: str, recipe: dict[str, Any], make:
             details += [f"{key}.{k}={have.get(k)!r} (this run: {want.get(k)!r})" for k in keys]
         else:
             details.append(f"{key}={have!r} (this run: {want!r})")
-    raise ConfigError("task.features_from", f"{stored.path} was made with {'; '.join(details)}: {make}")
+    more = f" and {len(details) - 3} more" if len(details) > 3 else ""
+    raise ConfigError("task.features_from", f"{stored.path} was made with {'; '.join(details[:3])}{more}: {make}")

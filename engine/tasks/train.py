@@ -11,14 +11,13 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from engine.config.build import build
 from engine.data.dataset import Dataset
 from engine.errors import ConfigError
 from engine.tasks.common import job_run, phase
+from engine.tasks.dvc_wiring import check_dvc_track, data_version_tags, write_metrics
 from engine.tasks.model_wiring import MODEL_FILE, build_dataset, model_dir
 from engine.tracking.mlflow import Run
 
@@ -42,14 +41,12 @@ def _device(cfg: DictConfig) -> str:
 def evaluate(pipe: Any, data: Dataset, span: slice, name: str, settings: Any) -> tuple[dict[str, float], Any, Any]:
     """Classification metrics and the next-bar backtest of one span; keys prefixed ``<name>_``."""
     from engine.metrics import classification_metrics
-    from engine.trading.backtest import class_probabilities, run_backtest, signals_from_proba
 
     proba = np.asarray(pipe.predict_proba(data.take(span)), dtype="float64")
     metrics = classification_metrics(data.y[span], proba)
-    p_up, p_down = class_probabilities(proba)
-    # each signal is decided at its sample's bar close; run_backtest fills it at the next bar's open
-    signals = pd.Series(signals_from_proba(p_up, p_down, settings), index=data.index[span])
-    result = run_backtest(signals, data.prices(span), settings, bar_seconds=data.bar_seconds)
+    # task=backtest's own backtest (engine.tasks.backtest_wiring.SpanBacktest): each signal is decided at its
+    # sample's bar close and filled at the next bar's open
+    result = settings.run(proba, data, span)
     metrics |= result.metrics
     return {f"{name}_{k}": float(v) for k, v in metrics.items()}, proba, result
 
@@ -74,20 +71,21 @@ def check_objective(name: str | None) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     from engine.models.pipeline import MLPipeline
+    from engine.tasks.backtest_wiring import span_backtest
     from engine.tasks.reporting import ReportContext, run_steps
+    from engine.tasks.sweeps import pruning_callbacks
     from engine.tracking.model_hooks import install, run_hooks
-    from engine.trading.backtest import BacktestSettings
 
     console = Console(stderr=True, soft_wrap=True)
     check_objective(cfg.task.get("objective"))
     if cfg.get("model") is None:
         raise ConfigError("model", "task=train needs a model; pick one, e.g. model=xgboost")
-    settings = build(cfg.backtest, BacktestSettings, key="backtest") if cfg.get("backtest") is not None \
-        else BacktestSettings()
+    settings = span_backtest(cfg)  # the backtest and risk groups, checked before any work
+    check_dvc_track(cfg)
     with job_run(cfg) as tracked:
         data = build_dataset(cfg, console)
         tracked.set_tags({"data_fingerprint": data.fingerprint, "data_source": data.source,
-                          "model_type": str(cfg.model.type)})
+                          "model_type": str(cfg.model.type), **data_version_tags(cfg)})
         train, val, test = data.splits
         params = OmegaConf.to_container(cfg.model.params, resolve=True)
         install()  # the tracking layer's hooks: task.dvc_track versions the saved model through them
@@ -99,7 +97,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         start = time.perf_counter()
         # the validation span is the dataset's own, so early stopping and val_* judge exactly those samples
         fit_metrics = pipe.fit(data.take(train), data.y[train], validation=(data.take(val), data.y[val]),
-                               embargo=val.start - train.stop, feature_names=data.feature_names)
+                               embargo=val.start - train.stop, feature_names=data.feature_names,
+                               callbacks=pruning_callbacks(cfg, is_net=pipe.is_net))
         fit_seconds = time.perf_counter() - start
         console.print(f"[green]done[/] fit [dim]({fit_seconds:.1f}s)[/]")
         metrics: dict[str, float] = {"fit_seconds": fit_seconds}
@@ -114,6 +113,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         metrics |= {"n_train": float(train.stop - train.start), "n_val": float(val.stop - val.start),
                     "n_test": float(test.stop - test.start), "n_features": float(len(data.feature_names))}
         tracked.log_metrics(metrics)
+        write_metrics(cfg, metrics)
         if data.clean_report:
             tracked.log_dict(data.clean_report, "report/cleaning.json")
         tracked.log_dict({"features": data.feature_names, **data.split_report()}, "report/dataset.json")

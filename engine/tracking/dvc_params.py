@@ -43,15 +43,18 @@ ENGINE_CONF = Path(__file__).resolve().parents[2] / "conf"
 # What a run computes from. Left out on purpose: where things go (paths, storage, tracking), how to reach
 # services (connector, secrets) and the run mode (smoke): none of them changes a stage's result.
 PARAM_KEYS = ("symbol", "timeframe", "seed", "source", "cleaner", "features", "labels", "model", "trainer",
-              "backtest")
+              "backtest", "risk")
 # dvc.yaml stage -> (task option, overrides fixed for the stage). The pipeline's model goes to its own folder
-# so `dvc repro` never deletes models saved by other runs (DVC clears a stage's outputs before it runs).
+# so `dvc repro` never deletes models saved by other runs (DVC clears a stage's outputs before it runs);
+# train reads the features stage's output instead of recomputing it and writes the stage's metrics file.
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "prepare": ("prepare", ()),
     "clean": ("clean", ()),
     "features": ("features", ()),
-    "train": ("train", ("task.model_name=pipeline",)),
-    "evaluate": ("backtest", ("task.model_name=pipeline",)),
+    "train": ("train", ("task.model_name=pipeline", "task.features_from=${paths.features}",
+                        "task.metrics_path=metrics/train.json")),
+    "evaluate": ("backtest", ("task.model_name=pipeline", "task.span=test", "task.features_from=${paths.features}",
+                              "task.metrics_path=metrics/evaluate.json", "task.equity_path=plots/equity.csv")),
 }
 HEADER = ("# Written by `python scripts/dvc_utils.py params` from the Hydra composition of conf/ (do not edit:\n"
           "# change conf/ and rerun it). `dvc exp run -S model=lstm` / `-S labels.horizon=5` vary a value.\n")
@@ -165,7 +168,8 @@ def stage_overrides(params: Mapping[str, Any], stage: str, keys: Iterable[str]) 
             if node is None:
                 raise ParamsError(f"{PARAMS_FILE} has no task.{stage}: task={task_option} is not in conf/task "
                                   "yet, or params.yaml predates it (run `python scripts/dvc_utils.py params`)")
-            overrides += _leaves("task", {k: v for k, v in node.items() if k != "name"})
+            own = {k: v for k, v in node.items() if k != "name"}
+            overrides += _leaves("task", own) if own else []  # `task={}` would not be "no task keys"
             continue
         if head not in params:
             raise ParamsError(f"{PARAMS_FILE} has no {head!r} (dvc.yaml stage {stage!r} lists it)")

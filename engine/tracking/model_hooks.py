@@ -22,7 +22,7 @@ import pandas as pd
 
 from engine.errors import OperationalError
 from engine.models.hooks import ModelHooks, register_versioning
-from engine.tracking.dvc import DVCManager, find_dvc_root
+from engine.tracking.dvc_data import version_output
 
 # Distributions every logged model needs; the family adds its own (torch + lightning, or xgboost).
 _BASE_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn")
@@ -34,15 +34,14 @@ def install() -> None:
 
 
 class DvcVersioning(ModelHooks):
-    """``dvc add`` a saved artifact in ``repo`` (None: the nearest DVC repository above the file); the
-    pointer file's path lands in ``pipeline.dvc_file_``."""
+    """``dvc add`` a saved artifact in ``repo`` (None: the nearest DVC repository above the file), and
+    ``dvc push`` it when a default remote is configured; the pointer file's path lands in ``pipeline.dvc_file_``."""
 
     def __init__(self, repo: Path | None = None) -> None:
         self.repo = repo
 
     def on_saved(self, pipeline: Any, path: Path) -> None:
-        root = self.repo if self.repo is not None else find_dvc_root(path)
-        pipeline.dvc_file_ = DVCManager(root).add(path).check().dvc_file  # a failed `dvc add` raises
+        pipeline.dvc_file_ = version_output(path, self.repo).dvc_file  # a failed `dvc add` or push raises
 
 
 class MlflowTrainingLogger(ModelHooks):

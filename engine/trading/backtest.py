@@ -31,26 +31,44 @@ commission, on every fill: entries, exits, stops and the final liquidation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from engine.errors import ConfigError, DataQualityError
 from engine.fields import bounded, check, choice
-from engine.trading.fills import SIZE_EQUITY, SIZE_LOTS, SIZE_RISK, simulate, step_decimals
 from engine.trading.performance import METRIC_NAMES, SECONDS_PER_YEAR, periods_per_year, summarize
 from engine.trading.risk_rules import RiskLimits
-from engine.trading.signals import EXIT_REASONS, class_probabilities, signals_from_proba
 from engine.trading.sizing import SymbolSpec
+
+# pandas and the numba kernels (fills, signals) load on first use: the backtest config schema is generated
+# from BacktestSettings, and `python -m engine --cfg job` must not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from engine.trading.signals import class_probabilities, signals_from_proba
 
 SIZING = ("rebalance", "equity", "lots", "risk")
 STOP_UNITS = ("points", "atr")
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "costs", "net_pnl",
                  "return", "bars", "exit_reason")
-_MODES = {"equity": SIZE_EQUITY, "lots": SIZE_LOTS, "risk": SIZE_RISK}
 
 __all__ = ["METRIC_NAMES", "SECONDS_PER_YEAR", "BacktestResult", "BacktestSettings", "class_probabilities",
            "periods_per_year", "run_backtest", "signals_from_proba", "trades"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("class_probabilities", "signals_from_proba"):
+        from engine.trading import signals
+
+        return getattr(signals, name)
+    raise AttributeError(f"module 'engine.trading.backtest' has no attribute {name!r}")
+
+
+def _no_trades() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(TRADE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ class BacktestSettings:
 class BacktestResult:
     frame: pd.DataFrame  # per bar: signal, position, price_return, gross, traded, cost, net, equity, exposure
     metrics: dict[str, float]
-    trades: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRADE_COLUMNS)))
+    trades: pd.DataFrame = field(default_factory=_no_trades)
     initial_equity: float | None = None  # None: derived from the first bar
 
     @property
@@ -123,13 +141,19 @@ class BacktestResult:
         return self.frame["equity"]
 
     @property
+    def initial(self) -> float:
+        """The equity before the first bar."""
+        if self.initial_equity is not None:
+            return self.initial_equity
+        return float(self.equity.iloc[0] / (1.0 + self.frame["net"].iloc[0]))
+
+    @property
     def buy_and_hold(self) -> pd.Series:
-        """Equity of holding one unit of the initial equity from the first open, marked like ``equity``."""
-        start = self.initial_equity
-        if start is None:
-            start = float(self.equity.iloc[0] / (1.0 + self.frame["net"].iloc[0]))
-        return pd.Series(start * np.cumprod(1.0 + self.frame["price_return"].to_numpy()), index=self.frame.index,
-                         name="buy_and_hold")
+        """Equity of holding the initial equity in the asset from the first open, marked like ``equity``."""
+        import pandas as pd
+
+        return pd.Series(self.initial * np.cumprod(1.0 + self.frame["price_return"].to_numpy()),
+                         index=self.frame.index, name="buy_and_hold")
 
 
 def run_backtest(signals: pd.Series, bars: pd.DataFrame, settings: BacktestSettings, *, bar_seconds: float,
@@ -153,6 +177,8 @@ def run_backtest(signals: pd.Series, bars: pd.DataFrame, settings: BacktestSetti
 
 
 def _checked(signals: pd.Series, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pandas as pd
+
     if len(bars) == 0:
         raise DataQualityError("backtest needs at least one bar; the evaluation span is empty")
     missing = [c for c in ("open", "close") if c not in bars.columns]
@@ -188,6 +214,8 @@ def _exit_prices(opens: np.ndarray, closes: np.ndarray) -> np.ndarray:
 def _rebalanced(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, index: pd.Index,
                 settings: BacktestSettings, bar_seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fractions of equity re-sized every bar: ``equity[j] = equity[j-1] * (1 + position[j] * r[j] - cost[j])``."""
+    import pandas as pd
+
     position = np.concatenate([[0.0], sig[:-1]])  # the fill happens at the next bar's open
     price_return = _exit_prices(opens, closes) / opens - 1.0
     gross = position * price_return
@@ -215,6 +243,8 @@ def trades(frame: pd.DataFrame, cost_rate: float) -> pd.DataFrame:
     """One row per trade of a ``rebalance`` frame (a run of bars holding a position of the same sign):
     first and last bar held, side and net return = sum of the bars' position * price_return minus entry
     and exit costs."""
+    import pandas as pd
+
     pos = frame["position"].to_numpy()
     starts, stops = _runs(pos)
     summed = np.concatenate([[0.0], np.cumsum(frame["gross"].to_numpy())])
@@ -249,9 +279,13 @@ def _table(index: pd.Index, entry: np.ndarray, exit_: np.ndarray, at_close: np.n
            returns: np.ndarray, held: np.ndarray, reasons: np.ndarray, bar_seconds: float) -> pd.DataFrame:
     """The trades table. Exit times: the open of the bar whose open filled a signal's exit or inside which a
     stop was hit; the last bar's close for the final liquidation."""
+    import pandas as pd
+
+    from engine.trading.signals import EXIT_REASONS
+
     times = pd.DatetimeIndex(index).as_unit("ns")
     stamps = times.asi8[exit_].copy()
-    stamps[at_close] += int(round(bar_seconds * 1e9))
+    stamps[at_close] += round(bar_seconds * 1e9)
     exit_time = pd.DatetimeIndex(stamps.astype("datetime64[ns]"))
     if times.tz is not None:
         exit_time = exit_time.tz_localize("UTC").tz_convert(times.tz)
@@ -266,6 +300,8 @@ def _table(index: pd.Index, entry: np.ndarray, exit_: np.ndarray, at_close: np.n
 def _distances(settings: BacktestSettings, n: int, atr: pd.Series | np.ndarray | None,
                index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     """Price distances of the stop-loss and take-profit set by each bar's signal (NaN: none)."""
+    import pandas as pd
+
     unit = np.full(n, settings.point)
     if settings.uses_atr:
         if atr is None:
@@ -284,6 +320,12 @@ def _distances(settings: BacktestSettings, n: int, atr: pd.Series | np.ndarray |
 def _in_lots(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, bars: pd.DataFrame,
              settings: BacktestSettings, bar_seconds: float, limits: RiskLimits,
              atr: pd.Series | np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    import pandas as pd
+
+    from engine.trading.fills import SIZE_EQUITY, SIZE_LOTS, SIZE_RISK, simulate, step_decimals
+    from engine.trading.signals import EXIT_REASONS
+
+    modes = {"equity": SIZE_EQUITY, "lots": SIZE_LOTS, "risk": SIZE_RISK}
     n = len(sig)
     if settings.has_stops:
         missing = [c for c in ("high", "low") if c not in bars.columns]
@@ -299,7 +341,7 @@ def _in_lots(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, bars: pd.Da
                        min(spec.volume_max, limits.max_position_size), spec.volume_step, spec.point,
                        spec.point_value, value_per_price], dtype="float64")
     (lots, pnl, cost, traded, equity, t_entry, t_exit, t_side, t_lots, t_in, t_out, t_pnl, t_cost, t_reason,
-     skipped) = simulate(sig, opens, highs, lows, closes, sl, tp, _MODES[settings.sizing], sizing,
+     skipped) = simulate(sig, opens, highs, lows, closes, sl, tp, modes[settings.sizing], sizing,
                          step_decimals(spec.volume_step), float(settings.initial_equity), float(settings.cost_rate))
     before = np.concatenate([[settings.initial_equity], equity[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -28,11 +28,14 @@ Conventions (stated once, used everywhere):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades around the clock
 RETURN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "max_drawdown_days", "calmar")
@@ -115,10 +118,7 @@ def trade_metrics(net_pnl: np.ndarray, returns: np.ndarray, reasons: np.ndarray)
     n = len(net_pnl)
     wins, losses = net_pnl[net_pnl > 0], net_pnl[net_pnl < 0]
     gross_loss = -float(losses.sum())
-    if gross_loss > 0:
-        factor = float(wins.sum()) / gross_loss
-    else:
-        factor = math.inf if wins.size else 0.0
+    factor = float(wins.sum()) / gross_loss if gross_loss > 0 else (math.inf if wins.size else 0.0)
     return {
         "hit_rate": float((returns > 0).mean()) if n else 0.0,
         "profit_factor": factor,
@@ -142,6 +142,8 @@ def curve_times(index: pd.DatetimeIndex, bar_seconds: float) -> np.ndarray:
 def summarize(frame: pd.DataFrame, trades: pd.DataFrame, *, initial_equity: float, bar_seconds: float,
               skipped: int = 0) -> dict[str, float]:
     """Every figure of METRIC_NAMES for a backtest's per-bar frame and trades table."""
+    import pandas as pd
+
     per_year = periods_per_year(bar_seconds)
     times = curve_times(pd.DatetimeIndex(frame.index), bar_seconds)
     net = frame["net"].to_numpy()
@@ -161,6 +163,8 @@ def summarize(frame: pd.DataFrame, trades: pd.DataFrame, *, initial_equity: floa
 
 def monthly_returns(equity: pd.Series, initial_equity: float) -> pd.DataFrame:
     """Compounded return of each calendar month (rows: years, columns: 1..12; NaN where no bar)."""
+    import pandas as pd
+
     if equity.empty:
         return pd.DataFrame(columns=range(1, 13), dtype="float64")
     last = equity.groupby([equity.index.year, equity.index.month]).last()

@@ -168,9 +168,9 @@ def test_truncation_check_catches_a_leak(week_bars: pd.DataFrame) -> None:
     """Negative control: the causality check fails for a feature that peeks one bar ahead."""
 
     class Leaky(FeatureEngineering):
-        def _derived(self, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            out = super()._derived(a)
-            out["peek"] = np.r_[a["close"][1:], np.nan]
+        def transform(self, bars: pd.DataFrame) -> pd.DataFrame:
+            out = super().transform(bars)
+            out["peek"] = np.r_[bars["close"].to_numpy()[1:], np.nan]
             return out
 
     with pytest.raises(AssertionError):

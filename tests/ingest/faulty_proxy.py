@@ -50,11 +50,16 @@ class ProxyFaults:
             return sorted(self._rng.sample(range(n), min(k, n)))
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the test SIGKILLs the ingestor) resets its connection: expected."""
+
+
 class FaultyProxy:
     def __init__(self, upstream: str, faults: ProxyFaults) -> None:
         self.upstream, self.faults = upstream.rstrip("/"), faults
         self._session = requests.Session()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -101,6 +106,9 @@ class FaultyProxy:
                     self.close_connection = True
                     return
                 faults = proxy.faults
+                if upstream.status_code == 503:  # the simulator's own injected errors, counted here
+                    with faults._lock:
+                        faults.counts["503"] = faults.counts.get("503", 0) + 1
                 if faults.draw("drop"):
                     self.close_connection = True
                     return

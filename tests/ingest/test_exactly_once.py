@@ -1,8 +1,8 @@
 """Exactly-once ingestion on real services: every source row is stored once after faults, a database restart
 and two SIGKILLed ingestor processes.
 
-The simulator replays two hours of ticks (built inside the real BTC 1m bars of the bundled sample, with
-distinct quotes sharing a millisecond) at 600x and answers 20% of requests with 503. Between it and the
+The simulator replays an hour of ticks (built inside the real BTC 1m bars of the bundled sample, with
+distinct quotes sharing a millisecond) at 1200x and answers 20% of requests with 503. Between it and the
 ingestor a proxy stalls answers past the client's read timeout, cuts lists short, cuts bodies in half,
 repeats rows and drops connections. The ingestor runs as ``python -m engine task=ingest`` against the real
 PostgreSQL or TimescaleDB cluster: killed with SIGKILL at a quarter of the ticks, the database restarted at
@@ -36,7 +36,7 @@ from tests.pgcluster import PgServer
 from tests.service_fixtures import restart
 
 START = pd.Timestamp("2024-03-05 00:00", tz="UTC")
-HOURS = 2
+HOURS = 1
 
 
 def source_ticks(seed: int = 11) -> pd.DataFrame:
@@ -85,8 +85,8 @@ def count(db: TimescaleDBClient, table: str) -> int:
 
 def test_every_source_row_is_stored_exactly_once(db_server: PgServer, tmp_path: Path) -> None:
     ticks = source_ticks()
-    settings = SimSettings(speed=600.0, start=START.isoformat(), error_rate=0.2, seed=5)
-    faults = ProxyFaults(stall_rate=0.03, stall_seconds=1.2, truncate_rate=0.25, cut_body_rate=0.03,
+    settings = SimSettings(speed=1200.0, start=START.isoformat(), error_rate=0.2, seed=5)
+    faults = ProxyFaults(stall_rate=0.02, stall_seconds=0.6, truncate_rate=0.25, cut_body_rate=0.03,
                          duplicate_rate=0.1, drop_rate=0.03, seed=5)
     with TimescaleDBClient(**db_server.kwargs()) as db:
         db.create_schema()
@@ -97,7 +97,7 @@ def test_every_source_row_is_stored_exactly_once(db_server: PgServer, tmp_path: 
         key = generate_key()  # the process reads the API key and the password from an encrypted secrets file
         SecureConfig(tmp_path / "secrets.enc", key).write({"mt5_api_key": DEV_TOKEN, "db_password": db_server.password})
         args = [sys.executable, "-m", "engine", "task=ingest", "tracking=off", "connector=mt5_rest",
-                f"connector.base_url={proxy.url}", "connector.read_timeout=1.0",
+                f"connector.base_url={proxy.url}", "connector.read_timeout=0.5",
                 "connector.connect_timeout=1.0", "connector.retries=2", "connector.backoff_base=0.02",
                 "connector.backoff_cap=0.2", "connector.server_time_offset_hours=2", "connector.max_bars=40",
                 "storage=timescaledb", *(f"storage.{k}={v}" for k, v in db_server.kwargs().items() if k != "password"),
@@ -114,6 +114,7 @@ def test_every_source_row_is_stored_exactly_once(db_server: PgServer, tmp_path: 
                 return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
 
         total = len(ticks)
+        t0 = time.monotonic()
         first = launch()
         wait_for("a quarter of the ticks", lambda: count(db, "ticks") >= total / 4, 90, first, logs[-1])
         first.send_signal(signal.SIGKILL)
@@ -130,17 +131,25 @@ def test_every_source_row_is_stored_exactly_once(db_server: PgServer, tmp_path: 
             want_m1 = clean.bars_range("BTCUSD", "M1", START, now.floor("1min"))
             want_m5 = clean.bars_range("BTCUSD", "M5", START, now.floor("5min"))
         sim.faults.settings = settings
-        wait_for("every row", lambda: (count(db, "ticks") >= total
-                                       and count(db, "ohlcv") >= len(want_m1) + len(want_m5)), 120, last, logs[-1])
-        last.send_signal(signal.SIGTERM)
-        assert last.wait(timeout=60) == 0, logs[-1].read_text()[-4000:]
+        try:
+            wait_for("every row", lambda: (count(db, "ticks") >= total
+                                           and count(db, "ohlcv") >= len(want_m1) + len(want_m5)), 60, last, logs[-1])
+        finally:
+            for proc in (first, second, last):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            stopped = last.wait(timeout=60)
+            stored = db.fetch_ticks("BTCUSD")
+            m1, m5 = db.fetch_ohlcv("BTCUSD", timeframe="M1"), db.fetch_ohlcv("BTCUSD", timeframe="M5")
+            want = ticks.reset_index().sort_values(["timestamp", "bid", "ask", "volume"]).set_index("timestamp")
+            gaps = [(what, sorted(set(a.index) - set(b.index))[:3]) for what, a, b in
+                    (("ticks", want, stored), ("M1", want_m1, m1), ("M5", want_m5, m5))]
+            if any(missing for _, missing in gaps):
+                print(f"\nmissing rows (first): {gaps}")
+        assert stopped == 0, logs[-1].read_text()[-4000:]
         assert "stopped cleanly" in logs[-1].read_text()
         assert runs == [-signal.SIGKILL, -signal.SIGKILL]
-
-        stored = db.fetch_ticks("BTCUSD")
-        m1, m5 = db.fetch_ohlcv("BTCUSD", timeframe="M1"), db.fetch_ohlcv("BTCUSD", timeframe="M5")
-    want = ticks.reset_index().sort_values(["timestamp", "bid", "ask", "volume"]).set_index("timestamp")
-    print(f"\n[{type(db_server).__name__}] source: {len(want)} ticks, {len(want_m1)} M1 and {len(want_m5)} M5 bars; "
+    print(f"\n[{type(db_server).__name__}] {time.monotonic() - t0:.1f}s; source: {len(want)} ticks, {len(want_m1)} M1 and {len(want_m5)} M5 bars; "
           f"stored: {len(stored)} ticks, {len(m1)} M1, {len(m5)} M5; proxy faults {faults.counts}; "
           f"ingestor runs: 2 killed, 1 stopped; database restarted once")
     assert len(stored) == len(want) and len(m1) == len(want_m1) and len(m5) == len(want_m5)
@@ -148,7 +157,7 @@ def test_every_source_row_is_stored_exactly_once(db_server: PgServer, tmp_path: 
     for got, expected in ((m1, want_m1), (m5, want_m5)):
         expected = expected[["open", "high", "low", "close", "real_volume"]].rename(columns={"real_volume": "volume"})
         pd.testing.assert_frame_equal(got, expected.astype("float64"), check_freq=False, check_index_type=False)
-    assert sum(faults.counts.values()) >= 20 and set(faults.counts) >= {"truncate", "duplicate", "stall"}
+    assert faults.counts.get("503", 0) >= 20 and faults.counts.get("truncate", 0) >= 3 and len(faults.counts) >= 4
 
 
 pytestmark = pytest.mark.slow

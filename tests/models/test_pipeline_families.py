@@ -107,7 +107,7 @@ def test_epochs_override_and_user_callbacks_run(bars):
 
 
 def test_accepts_read_only_window_views_from_the_data_layer(bars, quick):
-    from engine.data.datasets import sequence_windows, window_targets
+    from engine.data.windows import sequence_windows, window_targets
 
     X = bars.X.to_numpy()[:500]
     W = sequence_windows(X, 6)  # a strided, read-only float64 view

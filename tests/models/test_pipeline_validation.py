@@ -1,5 +1,5 @@
 """Chronological validation in fit and tune: purged, embargoed, time-ordered folds (the fold and holdout
-functions themselves are property-tested in tests/data/test_labels_datasets.py)."""
+functions themselves are property-tested in tests/data/test_splits.py)."""
 
 from __future__ import annotations
 

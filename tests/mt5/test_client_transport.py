@@ -149,7 +149,7 @@ def test_injected_session_is_used_and_left_open(simulator: Simulator) -> None:
         client.account_info()
         client.latest_tick("BTCUSD")
     assert seen == ["/account_info", "/symbol_info_tick/BTCUSD"]
-    assert session.get(simulator.url + "/health", timeout=5).json()["status"] == "ok"  # still open
+    assert session.get(simulator.url + "/health", timeout=5).json()["status"] == "healthy"  # still open
     session.close()
 
 

@@ -22,7 +22,11 @@ def test_two_trial_optuna_sweep_lands_in_one_experiment(run_engine, engine_root:
                       "task.log_model=false", "task.report=[confusion_matrix]", "hydra.sweeper.n_trials=2",
                       "hydra.sweep.dir=sweep", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = store.runs("xgb_1m")
+    every = store.runs("xgb_1m")
+    # the study's own run (issue 16) and its trials' runs, which are its children
+    study, = (r for r in every if r.data.tags.get("optuna_role") == "study")
+    runs = [r for r in every if r is not study]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {study.info.run_id}
     assert len(runs) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["sweep_job"] for r in runs} == {"0", "1"}

@@ -121,6 +121,11 @@ class _BacktestKeys:
     walk_forward: WalkForwardConfig = field(default_factory=WalkForwardConfig)  # type: ignore[valid-type]
     report: bool = True  # trades CSV/Parquet, PNGs and one HTML page (MLflow + the Hydra run folder)
     smoke_max_epochs: int = bounded(1, ge=1)  # walk-forward nets: epochs cap when smoke=true
+    # As task=train's: the stored bars + features of task=features (the dvc.yaml evaluate stage sets them),
+    # the returned metrics as JSON, and the equity curve as CSV (time, equity, buy_and_hold) for dvc plots.
+    features_from: str | None = None
+    metrics_path: str | None = None
+    equity_path: str | None = None
 
 
 BacktestTaskConfig = schema_from(DatasetSettings, name="BacktestTaskConfig", exclude=_NOT_TASK_KEYS,

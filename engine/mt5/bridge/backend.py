@@ -95,6 +95,11 @@ class MT5Backend:
                 self.mt5.shutdown()
                 self._connected = False
 
+    def last_error(self) -> tuple[int, str]:
+        """The package's last error (the quant-server bridge's /last_error)."""
+        with self._lock:
+            return self._last_error()
+
     def _last_error(self) -> tuple[int, str]:
         try:
             code, msg = self.mt5.last_error()
@@ -163,7 +168,7 @@ class MT5Backend:
         tick = _as_dict(self._call("symbol_info_tick", symbol))
         if not tick:
             raise RetryableError(f"no tick for {symbol} yet; retry shortly")
-        return _pick(tick, ("time", "time_msc", "bid", "ask", "last", "volume"))
+        return _pick(tick, contract.SYMBOL_TICK_FIELDS)
 
     @staticmethod
     def _bars(rates: Any) -> list[dict[str, Any]]:
@@ -221,6 +226,9 @@ class MT5Backend:
         action = getattr(mt5, "TRADE_ACTION_" + _name_of(req.action, contract.ACTIONS))
         if req.action == contract.TRADE_ACTION_REMOVE:
             return {"action": action, "order": req.order}
+        if req.action == contract.TRADE_ACTION_SLTP:
+            out = {"action": action, "position": req.position, "sl": float(req.sl), "tp": float(req.tp)}
+            return {**out, "symbol": req.symbol} if req.symbol else out
         order_type = getattr(mt5, "ORDER_TYPE_" + _name_of(req.type, contract.ORDER_TYPES))
         filling = getattr(mt5, "ORDER_FILLING_" + _name_of(req.type_filling, contract.FILLINGS))
         out = {"action": action, "symbol": req.symbol, "volume": float(req.volume), "type": order_type,
@@ -264,7 +272,7 @@ class MT5Backend:
         return None
 
     def order_send(self, req: contract.OrderRequest) -> dict[str, Any]:
-        if req.action != contract.TRADE_ACTION_REMOVE:
+        if req.action not in (contract.TRADE_ACTION_REMOVE, contract.TRADE_ACTION_SLTP):
             self._check_symbol(req.symbol)
 
         def run() -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Position:
     symbol: str
     sl: float = 0.0
     tp: float = 0.0
+    time_update_s: int = 0
+    reason: int = 3  # POSITION_REASON_EXPERT: opened by a program
 
 
 @dataclass
@@ -104,10 +106,12 @@ class Account:
 
     def _position_dict(self, p: Position) -> dict[str, Any]:
         bid, ask, _ = self.quote()
-        return {"ticket": p.ticket, "time": p.time_s, "time_msc": p.time_s * 1000, "type": p.type, "magic": p.magic,
-                "identifier": p.ticket, "volume": p.volume, "price_open": p.price_open, "sl": p.sl, "tp": p.tp,
+        updated = max(p.time_update_s, p.time_s)
+        return {"ticket": p.ticket, "time": p.time_s, "time_msc": p.time_s * 1000, "time_update": updated,
+                "time_update_msc": updated * 1000, "type": p.type, "magic": p.magic, "identifier": p.ticket,
+                "reason": p.reason, "volume": p.volume, "price_open": p.price_open, "sl": p.sl, "tp": p.tp,
                 "price_current": bid if p.type == contract.POSITION_TYPE_BUY else ask, "swap": 0.0,
-                "profit": round(self.profit(p), 2), "symbol": p.symbol, "comment": p.comment}
+                "profit": round(self.profit(p), 2), "symbol": p.symbol, "comment": p.comment, "external_id": ""}
 
     def _order_dict(self, o: PendingOrder) -> dict[str, Any]:
         bid, ask, _ = self.quote()

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError
 from engine.mt5.client import MT5RestClient
-from engine.mt5.server import ContractServer
-from engine.mt5.sim.data import market_data
-from engine.mt5.sim.faults import Faults
-from engine.mt5.sim.market import SimMarket
 from engine.mt5.sim.settings import DEV_TOKEN, SimSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Simulator:
@@ -31,6 +28,13 @@ class Simulator:
     def __init__(self, bars: pd.DataFrame | None = None, *, ticks: pd.DataFrame | None = None,
                  settings: SimSettings | None = None, api_key: str = DEV_TOKEN, host: str = "127.0.0.1",
                  port: int = 0) -> None:
+        # The market and its server load here: validating a config resolves embedded_client, which must
+        # not start the web stack.
+        from engine.mt5.server import ContractServer
+        from engine.mt5.sim.data import market_data
+        from engine.mt5.sim.faults import Faults
+        from engine.mt5.sim.market import SimMarket
+
         self.settings = settings or SimSettings()
         if bars is None and ticks is None:
             bars, ticks = market_data(self.settings)

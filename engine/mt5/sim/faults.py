@@ -1,9 +1,11 @@
 """Seeded fault injection for the simulator's server (the contract server's hooks).
 
 Rates come from :class:`SimSettings` (``error_rate``, ``latency_ms``, ``drop_rate``); tests set exact
-one-shot faults: ``fail_next``/``drop_next``/``garble_next``/``stall_next`` make the next N requests (on
-``only_route`` when set) fail before execution, execute and vanish, execute and come back as an HTML page,
-or execute and hold the answer for ``stall_seconds`` (past a client's read timeout) before dropping it.
+one-shot faults: ``fail_next``/``drop_next``/``garble_next``/``stall_next``/``trickle_next`` make the next N
+requests (on ``only_route`` when set) fail before execution, execute and vanish, execute and come back as an
+HTML page, execute and hold the answer for ``stall_seconds`` (past a client's read timeout) before dropping
+it, or execute and send the answer one byte every ``trickle_interval`` seconds (every read gets data in
+time, the whole answer never does).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Faults:
         self.garble_next = 0
         self.stall_next = 0
         self.stall_seconds = 1.0
+        self.trickle_next = 0
+        self.trickle_interval = 0.4
         self.only_route: str | None = None
         self._rng = random.Random(self.settings.seed)
         self._lock = threading.Lock()
@@ -36,8 +40,7 @@ class Faults:
         s = self.settings
         return (f"Faults(error_rate={s.error_rate}, latency_ms={s.latency_ms}, drop_rate={s.drop_rate}, "
                 f"fail_next={self.fail_next}, drop_next={self.drop_next}, garble_next={self.garble_next}, "
-                f"stall_next={self.stall_next}, "
-                f"only_route={self.only_route!r})")
+                f"stall_next={self.stall_next}, trickle_next={self.trickle_next}, only_route={self.only_route!r})")
 
     def _applies(self, route: str) -> bool:
         return self.only_route is None or self.only_route == route
@@ -78,3 +81,10 @@ class Faults:
                 return False
             self.garble_next -= 1
             return True
+
+    def trickle_response(self, method: str, route: str) -> float | None:
+        with self._lock:
+            if not self._applies(route) or self.trickle_next <= 0:
+                return None
+            self.trickle_next -= 1
+            return self.trickle_interval

@@ -39,6 +39,21 @@ class Dealer:
         self.account.record_order(order)
         return contract.result(contract.RETCODE_DONE, order=order.ticket, bid=bid, ask=ask)
 
+    def modify_stops(self, ticket: int, sl: float, tp: float, bid: float, ask: float) -> dict[str, Any]:
+        """TRADE_ACTION_SLTP: new stop loss and take profit for an open position."""
+        pos = self.account.positions.get(ticket)
+        if pos is None:
+            return contract.result(contract.RETCODE_POSITION_CLOSED, bid=bid, ask=ask,
+                                   comment=f"no open position {ticket}")
+        buy = pos.type == contract.POSITION_TYPE_BUY
+        now = bid if buy else ask
+        if (sl and (sl >= now if buy else sl <= now)) or (tp and (tp <= now if buy else tp >= now)):
+            return contract.result(contract.RETCODE_INVALID_STOPS, bid=bid, ask=ask,
+                                   comment=f"stops on the wrong side of the price {now}")
+        pos.sl, pos.tp = round(sl, self.settings.digits), round(tp, self.settings.digits)
+        pos.time_update_s = self.account.now()
+        return contract.result(contract.RETCODE_DONE, order=0, bid=bid, ask=ask)
+
     def closing_request(self, ticket: int, volume: float | None, deviation: int, magic: int,
                         comment: str) -> contract.OrderRequest | None:
         """The opposite deal that closes (part of) position ``ticket``; None when it is not open."""
@@ -111,7 +126,7 @@ class Dealer:
         if remaining <= 1e-9:
             del book.positions[ticket]
         else:
-            pos.volume = remaining
+            pos.volume, pos.time_update_s = remaining, now
         return contract.result(contract.RETCODE_DONE, deal=deal, order=order_ticket, volume=req.volume, price=price,
                                bid=bid, ask=ask)
 

@@ -85,7 +85,9 @@ class SimMarket:
             s = self.settings
             return {"name": s.symbol, "description": "Bitcoin vs US Dollar (simulated)", "digits": s.digits,
                     "point": s.point, "spread": round((ask - bid) / s.point),
-                    "trade_contract_size": s.contract_size, "volume_min": s.volume_min,
+                    "trade_contract_size": s.contract_size, "trade_tick_size": s.point,
+                    # Profit of one tick on one lot, in the account currency (quotes are in it).
+                    "trade_tick_value": round(s.contract_size * s.point, 10), "volume_min": s.volume_min,
                     "volume_max": s.volume_max, "volume_step": s.volume_step,
                     "trade_mode": 0 if self.market_closed else 4, "currency_base": "BTC",
                     "currency_profit": s.currency, "bid": bid, "ask": ask}
@@ -95,7 +97,8 @@ class SimMarket:
         with self._lock:
             self._sync()
             bid, ask, ms = self.replay.quote()
-            return {"time": ms // 1000, "time_msc": ms, "bid": bid, "ask": ask, "last": 0.0, "volume": 0}
+            return {"time": ms // 1000, "time_msc": ms, "bid": bid, "ask": ask, "last": 0.0, "volume": 0,
+                    "flags": 6, "volume_real": 0.0}
 
     def rates_from_pos(self, symbol: str, tf: Timeframe, start_pos: int, count: int) -> list[dict[str, Any]]:
         self._check_symbol(symbol)
@@ -142,6 +145,10 @@ class SimMarket:
             self._sync()
             return self.account.orders_between(start, end)
 
+    def last_error(self) -> tuple[int, str]:
+        """The package's last_error(): the simulated terminal never fails a call."""
+        return 1, "Success"
+
     # -- trading ---------------------------------------------------------------------------------------
     def order_send(self, req: contract.OrderRequest) -> dict[str, Any]:
         with self._lock:
@@ -149,6 +156,8 @@ class SimMarket:
             bid, ask, _ = self.replay.quote()
             if req.action == contract.TRADE_ACTION_REMOVE:
                 return self.dealer.cancel(req.order, bid, ask)
+            if req.action == contract.TRADE_ACTION_SLTP:
+                return self.dealer.modify_stops(req.position, req.sl, req.tp, bid, ask)
             self._check_symbol(req.symbol)
             refused = self._refusal(req.volume, bid, ask)
             if refused is not None:

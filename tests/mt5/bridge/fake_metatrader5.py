@@ -31,15 +31,17 @@ RATE_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low"
 TICK_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"), ("volume", "<u8"),
                        ("time_msc", "<i8"), ("flags", "<u4"), ("volume_real", "<f8")])
 
-OrderSendResult = namedtuple("OrderSendResult", [*list(contract.RESULT_FIELDS), "retcode_external", "request"])
+OrderSendResult = namedtuple("OrderSendResult", [*list(contract.RESULT_FIELDS), "request"])
 
 
 def _nt(name: str, record: dict[str, Any]) -> Any:
     return namedtuple(name, list(record))(**record)
 
 
-def _naive(ts: datetime) -> datetime:
-    # The package compares the datetime's epoch value with its server-time stamps.
+def _naive(ts: datetime | int | float) -> datetime:
+    # The package compares the datetime's (or the number's) epoch value with its server-time stamps.
+    if isinstance(ts, int | float):
+        return contract.from_epoch_s(ts)
     return ts.replace(tzinfo=None) if ts.tzinfo is not None else ts
 
 
@@ -56,7 +58,8 @@ def make_module(market: SimMarket, *, call_delay: float = 0.0) -> types.ModuleTy
               "TRADE_ACTION_REMOVE": 8, "ORDER_TYPE_BUY": 0, "ORDER_TYPE_SELL": 1, "ORDER_TYPE_BUY_LIMIT": 2,
               "ORDER_TYPE_SELL_LIMIT": 3, "ORDER_FILLING_FOK": 0, "ORDER_FILLING_IOC": 1,
               "ORDER_FILLING_RETURN": 2, "ORDER_TIME_GTC": 0, "COPY_TICKS_ALL": -1,
-              "TRADE_RETCODE_DONE": 10009, "TRADE_RETCODE_PLACED": 10008}
+              "TRADE_RETCODE_DONE": 10009, "TRADE_RETCODE_PLACED": 10008, "TRADE_RETCODE_INVALID_FILL": 10030,
+              "POSITION_TYPE_BUY": 0, "POSITION_TYPE_SELL": 1, "DEAL_TYPE_BUY": 0, "DEAL_TYPE_SELL": 1}
     for name, value in consts.items():
         setattr(mod, name, value)
 
@@ -155,11 +158,15 @@ def make_module(market: SimMarket, *, call_delay: float = 0.0) -> types.ModuleTy
         if mode == "none_before":  # lost before reaching the trade server
             fail(-10004, "No IPC connection")
             return None
-        req = contract.parse_order({k: v for k, v in request.items() if k != "type_time"})
+        try:
+            req = contract.parse_order({k: v for k, v in request.items() if k != "type_time"})
+        except InvalidRequestError as exc:  # the terminal refuses a malformed request with a retcode
+            res = contract.result(contract.RETCODE_INVALID, comment=str(exc)[:60])
+            return OrderSendResult(**{k: res[k] for k in contract.RESULT_FIELDS}, request=None)
         res = market.order_send(req)
         if mode == "timeout_after":  # executed, but the terminal reports a timeout
             res = {**res, "retcode": contract.RETCODE_TIMEOUT, "comment": "Request timeout"}
-        return OrderSendResult(**{k: res[k] for k in contract.RESULT_FIELDS}, retcode_external=0, request=None)
+        return OrderSendResult(**{k: res[k] for k in contract.RESULT_FIELDS}, request=None)
 
     @tracked
     def positions_get(symbol: str | None = None, ticket: int | None = None) -> Any:
@@ -169,19 +176,34 @@ def make_module(market: SimMarket, *, call_delay: float = 0.0) -> types.ModuleTy
         return tuple(_nt("TradePosition", p) for p in rows)
 
     @tracked
+    def positions_total() -> int:
+        return len(market.positions(None))
+
+    @tracked
     def orders_get(symbol: str | None = None) -> Any:
         return tuple(_nt("TradeOrder", o) for o in market.orders(symbol))
 
-    @tracked
-    def history_deals_get(date_from: datetime, date_to: datetime) -> Any:
-        return tuple(_nt("TradeDeal", d) for d in market.history_deals(_naive(date_from), _naive(date_to)))
+    far_past, far_future = datetime(1970, 1, 1), datetime(2100, 1, 1)
 
     @tracked
-    def history_orders_get(date_from: datetime, date_to: datetime) -> Any:
-        return tuple(_nt("TradeOrder", o) for o in market.history_orders(_naive(date_from), _naive(date_to)))
+    def history_deals_get(date_from: Any = None, date_to: Any = None, *, position: int | None = None) -> Any:
+        # As the package: a range, or ``position=`` alone (every deal of that position).
+        lo, hi = (far_past, far_future) if date_from is None else (_naive(date_from), _naive(date_to))
+        rows = market.history_deals(lo, hi)
+        if position is not None:
+            rows = [d for d in rows if d["position_id"] == position]
+        return tuple(_nt("TradeDeal", d) for d in rows)
+
+    @tracked
+    def history_orders_get(date_from: Any = None, date_to: Any = None, *, ticket: int | None = None) -> Any:
+        lo, hi = (far_past, far_future) if date_from is None else (_naive(date_from), _naive(date_to))
+        rows = market.history_orders(lo, hi)
+        if ticket is not None:
+            rows = [o for o in rows if o["ticket"] == ticket]
+        return tuple(_nt("TradeOrder", o) for o in rows)
 
     for fn in (initialize, shutdown, last_error, terminal_info, account_info, symbol_info, symbol_select,
                symbol_info_tick, copy_rates_from_pos, copy_rates_range, copy_ticks_range, order_send, positions_get,
-               orders_get, history_deals_get, history_orders_get):
+               positions_total, orders_get, history_deals_get, history_orders_get):
         setattr(mod, fn.__name__, fn)
     return mod

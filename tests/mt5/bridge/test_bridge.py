@@ -95,7 +95,8 @@ def test_terminal_timeout_is_reconciled_by_magic_and_comment(bridge: BridgeUnder
     body = {"action": "DEAL", "symbol": "BTCUSD", "volume": 0.1, "type": "SELL", "magic": 8, "comment": "rc-1"}
     r = requests.post(bridge.url + "/order", json=body, timeout=10,
                       headers={"Authorization": f"Bearer {DEV_TOKEN}", contract.IDEMPOTENCY_HEADER: uuid.uuid4().hex})
-    res = r.json()
+    assert r.status_code == 200
+    res = r.json()["result"]  # the quant-server bridge's wrapper: {"message", "result"}
     assert res["retcode"] == contract.RETCODE_DONE and "magic+comment" in res["comment"]
     assert res["deal"] > 0
     positions = requests.get(bridge.url + "/get_positions", headers={"Authorization": f"Bearer {DEV_TOKEN}"},

@@ -1,10 +1,9 @@
-"""Chronological splits with embargo (three-way, and the train/validation holdout), purged
-expanding-window folds, and sequence windows as views. Pure: index arithmetic and views, no I/O."""
+"""Chronological splits with embargo (three-way, and the train/validation holdout) and purged
+expanding-window folds. Pure index arithmetic: no data is touched, no I/O."""
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.errors import ConfigError, DataQualityError
 
@@ -72,18 +71,3 @@ def holdout_split(n: int, val_split: float, embargo: int = 0) -> tuple[np.ndarra
         raise DataQualityError(f"{n} samples leave {train_stop} for training after val_split={val_split} and "
                                f"embargo={embargo}; provide more data")
     return np.arange(0, train_stop), np.arange(n - n_val, n)
-
-
-def sequence_windows(X: np.ndarray, seq_len: int) -> np.ndarray:
-    """Read-only view [n - seq_len + 1, seq_len, features]; window i ends at row i + seq_len - 1, so its
-    label is ``y[i + seq_len - 1]`` (see :func:`window_targets`). No data is copied."""
-    if X.ndim != 2:
-        raise DataQualityError(f"X must be 2-D [rows, features], got shape {X.shape}")
-    if not 1 <= seq_len <= X.shape[0]:
-        raise DataQualityError(f"seq_len {seq_len} must be between 1 and the number of rows {X.shape[0]}")
-    return sliding_window_view(X, seq_len, axis=0).transpose(0, 2, 1)
-
-
-def window_targets(y: np.ndarray, seq_len: int) -> np.ndarray:
-    """Targets aligned with :func:`sequence_windows`: the label of each window's last row (a view)."""
-    return y[seq_len - 1 :]

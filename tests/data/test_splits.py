@@ -1,58 +1,15 @@
-"""Forward-return labels, chronological splits with embargo, purged folds and zero-copy windows."""
+"""Chronological splits with embargo, purged expanding folds and the holdout: ordered in time, embargoed,
+and refused only when the data is too short."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.data.datasets import (
-    chronological_split,
-    holdout_split,
-    purged_time_folds,
-    sequence_windows,
-    window_targets,
-)
-from engine.data.labels import LabelSpec, forward_return_labels
+from engine.data.splits import chronological_split, holdout_split, purged_time_folds
 from engine.errors import ConfigError, DataQualityError
-
-
-def test_binary_and_ternary_labels(week_bars: pd.DataFrame) -> None:
-    close = week_bars["close"].iloc[:500]
-    h = 5
-    fwd = close.shift(-h) / close - 1
-    binary = LabelSpec(horizon=h).make(close)
-    assert binary.iloc[-h:].isna().all() and binary.iloc[:-h].notna().all()
-    np.testing.assert_array_equal(binary.iloc[:-h], (fwd.iloc[:-h] > 0).astype(float))
-    band = 5e-4
-    spec = LabelSpec(horizon=h, kind="ternary", dead_band=band)
-    ternary = spec.make(close)
-    expect = np.select([fwd > band, fwd < -band], [2.0, 0.0], 1.0)[:-h]
-    np.testing.assert_array_equal(ternary.iloc[:-h], expect)
-    assert set(np.unique(ternary.dropna())) == {0.0, 1.0, 2.0} and spec.n_classes == 3
-    assert LabelSpec().n_classes == 2
-    pd.testing.assert_series_equal(forward_return_labels(close, h, "ternary", band), ternary)
-    assert ternary.index.equals(close.index)
-
-
-def test_labels_look_forward_only_by_horizon(week_bars: pd.DataFrame) -> None:
-    close = week_bars["close"].iloc[:300].copy()
-    base = LabelSpec(horizon=3).make(close)
-    close.iloc[200] *= 2
-    changed = LabelSpec(horizon=3).make(close)
-    differ = np.flatnonzero(base.fillna(-1).to_numpy() != changed.fillna(-1).to_numpy())
-    assert set(differ) <= {197, 198, 199, 200}  # only rows whose horizon covers row 200
-    assert len(differ) > 0
-
-
-def test_label_spec_validates() -> None:
-    for bad in ({"horizon": 0}, {"kind": "quaternary"}, {"dead_band": -0.1}):
-        with pytest.raises(ConfigError):
-            LabelSpec(**bad)
 
 
 @given(n=st.integers(50, 100_000), val=st.floats(0.0, 0.4), test=st.floats(0.01, 0.4), embargo=st.integers(0, 20))
@@ -144,30 +101,3 @@ def test_split_arguments_out_of_range_are_config_errors() -> None:
     for bad in (lambda: purged_time_folds(100, 2, -1), lambda: holdout_split(100, 0.2, -1)):
         with pytest.raises(ConfigError, match="embargo"):
             bad()
-
-
-def test_sequence_windows_are_views() -> None:
-    X = np.arange(2000 * 3, dtype=np.float32).reshape(2000, 3)
-    W = sequence_windows(X, 64)
-    assert W.shape == (2000 - 64 + 1, 64, 3)
-    assert np.shares_memory(W, X) and not W.flags.writeable
-    np.testing.assert_array_equal(W[10], X[10:74])
-    y = np.arange(2000)
-    assert window_targets(y, 64)[10] == 73  # the label of the window's last row
-    with pytest.raises(DataQualityError):
-        sequence_windows(X, 0)
-    with pytest.raises(DataQualityError):
-        sequence_windows(X[:, 0], 4)
-
-
-def test_windows_memory_is_bounded() -> None:
-    X = np.random.default_rng(0).normal(size=(100_000, 40)).astype(np.float32)
-    tracemalloc.start()
-    try:
-        W = sequence_windows(X, 64)
-        batch = np.ascontiguousarray(W[np.arange(0, 256)])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert batch.shape == (256, 64, 40)
-    assert peak < 0.2 * X.nbytes  # only the batch was materialised
