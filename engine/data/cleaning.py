@@ -48,6 +48,30 @@ class CleaningReport:
         return out
 
 
+def _utc_indexed(df: pd.DataFrame, what: str, assume_utc: bool) -> pd.DataFrame:
+    """A copy of ``df`` indexed by UTC time (from its index or a ``timestamp`` column), named ``timestamp``."""
+    import pandas as pd
+
+    out = df.copy()
+    if not isinstance(out.index, pd.DatetimeIndex):
+        if "timestamp" in out.columns:
+            out = out.set_index(pd.DatetimeIndex(pd.to_datetime(out.pop("timestamp"), utc=True)))
+        elif len(out) == 0:
+            out.index = pd.DatetimeIndex([], tz="UTC")
+        else:
+            raise DataQualityError(f"{what} need a DatetimeIndex (or a 'timestamp' column) of UTC times; "
+                                   f"got {type(out.index).__name__}")
+    if out.index.tz is None:
+        if not assume_utc:
+            raise DataQualityError(f"{what} have a timezone-naive index; localise it "
+                                   "(df.index = df.index.tz_localize('UTC')) or set cleaner.assume_utc=true")
+        out.index = out.index.tz_localize("UTC")
+    else:
+        out.index = out.index.tz_convert("UTC")
+    out.index.name = "timestamp"
+    return out
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class DataCleaner:
     """Cleans bar (OHLCV) and tick (bid/ask) frames; ``report_`` describes the last call.
@@ -102,28 +126,6 @@ class DataCleaner:
         self.min_scale = float(self.min_scale)
 
     # -- shared steps -------------------------------------------------------------------------------
-    def _index(self, df: pd.DataFrame, what: str) -> pd.DataFrame:
-        import pandas as pd
-
-        out = df.copy()
-        if not isinstance(out.index, pd.DatetimeIndex):
-            if "timestamp" in out.columns:
-                out = out.set_index(pd.DatetimeIndex(pd.to_datetime(out.pop("timestamp"), utc=True)))
-            elif len(out) == 0:
-                out.index = pd.DatetimeIndex([], tz="UTC")
-            else:
-                raise DataQualityError(f"{what} need a DatetimeIndex (or a 'timestamp' column) of UTC times; "
-                                       f"got {type(out.index).__name__}")
-        if out.index.tz is None:
-            if not self.assume_utc:
-                raise DataQualityError(f"{what} have a timezone-naive index; localise it "
-                                       "(df.index = df.index.tz_localize('UTC')) or set cleaner.assume_utc=true")
-            out.index = out.index.tz_localize("UTC")
-        else:
-            out.index = out.index.tz_convert("UTC")
-        out.index.name = "timestamp"
-        return out
-
     def _sort(self, df: pd.DataFrame) -> pd.DataFrame:
         if df.index.is_monotonic_increasing:
             return df
@@ -247,7 +249,7 @@ class DataCleaner:
         missing_cols = [c for c in BAR_COLUMNS if c not in df.columns]
         if missing_cols:
             raise DataQualityError(f"bars lack column(s) {missing_cols}; expected {list(BAR_COLUMNS)}")
-        out = self._index(df, "bars")
+        out = _utc_indexed(df, "bars", self.assume_utc)
         out[list(BAR_COLUMNS)] = out[list(BAR_COLUMNS)].astype("float64")
         out = self._sort(out)
         out = self._drop(out, out.index.duplicated(keep=self.keep_duplicate), "duplicates")
@@ -276,7 +278,7 @@ class DataCleaner:
         missing_cols = [c for c in ("bid", "ask") if c not in df.columns]
         if missing_cols:
             raise DataQualityError(f"ticks lack column(s) {missing_cols}; expected bid, ask (volume optional)")
-        out = self._index(df, "ticks")
+        out = _utc_indexed(df, "ticks", self.assume_utc)
         out = self._sort(out)
         dup = out.reset_index().duplicated(keep=self.keep_duplicate).to_numpy()
         out = self._drop(out, dup, "duplicates")

@@ -58,6 +58,15 @@ def warmup_bars(features: FeatureEngineering, seq_len: int | None = None) -> int
     return int(need + (seq_len or 1))
 
 
+def feature_names(features: FeatureEngineering) -> list[str]:
+    """The batch's feature columns, in its order (from a transform of a few synthetic bars: names depend on
+    the settings only)."""
+    base = parse(features.timeframes[0], key="features.timeframes")
+    index = pd.date_range("2024-01-01", periods=3, freq=f"{base.seconds}s", tz="UTC", name="timestamp")
+    bars = pd.DataFrame({c: [1.0, 1.0, 1.0] for c in ("open", "high", "low", "close", "volume")}, index=index)
+    return list(features.transform(bars).columns)
+
+
 class _Block:
     """The feature columns of one timeframe (FeatureEngineering's ``_block``), one bar at a time."""
 
@@ -198,7 +207,7 @@ class IncrementalFeatures:
             raise DataQualityError(f"the warm-up history holds {len(history)} bars; incremental features need "
                                    f"at least {warmup_bars(features, seq_len)} (see warmup_bars)")
         # The batch's own columns, in its order: the state must produce exactly these.
-        self.names = list(features.transform(history.iloc[-min(len(history), 4):]).columns)
+        self.names = feature_names(features)
         prefixes = [tf.mt5.lower() + "_" for tf in self.tfs[1:]]
         base_names = [n for n in self.names if not n.startswith(tuple(prefixes))] if prefixes else list(self.names)
         self._base = _Block(features, base_names)
@@ -256,4 +265,4 @@ class IncrementalFeatures:
         return self._window[None, :, :]
 
 
-__all__ = ["EMA_SETTLE", "IncrementalFeatures", "lookback", "warmup_bars"]
+__all__ = ["EMA_SETTLE", "IncrementalFeatures", "feature_names", "lookback", "warmup_bars"]

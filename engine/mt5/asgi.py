@@ -1,26 +1,27 @@
 """The contract as an ASGI app (FastAPI), generated from the route table in engine.mt5.spec.
 
-Every route of the table becomes an endpoint whose parameters FastAPI validates and documents at
-``/openapi.json``; the handling itself is engine.mt5.service's (framework-free, run in worker threads
-because backends block: the bridge's package lock, injected latency). Request bodies are capped here;
-the fault hooks (simulator only) may drop, garble or trickle an answer after the request executed.
+Every route of the table becomes an endpoint, documented at ``/openapi.json`` with its parameters and
+body; parameters are validated against the same table (a bad one is a 400 naming it). The handling itself
+is engine.mt5.service's, framework-free: in worker threads when the backend may block (the bridge's
+package lock, injected latency), on the event loop otherwise (the simulator: a thread hop would cost more
+than the work). Request bodies are capped here; the fault hooks (simulator only) may drop, garble or
+trickle an answer after the request executed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from engine.errors import InvalidRequestError
 from engine.mt5 import contract, jsonio, spec
 from engine.mt5.service import Answer, ContractService
 
@@ -37,6 +38,7 @@ class Hooks(Protocol):
     def drop_response(self, method: str, route: str) -> bool: ...
     def garble_response(self, method: str, route: str) -> bool: ...
     def trickle_response(self, method: str, route: str) -> float | None: ...
+    def may_block(self) -> bool: ...
 
 
 class Stats(Protocol):
@@ -70,20 +72,46 @@ class _Trickle(Response):
                     return
 
 
+def _params(route: spec.Route, request: Request) -> dict[str, Any]:
+    """The route's parameters, typed, from the path and query; InvalidRequestError names a bad one."""
+    out: dict[str, Any] = {}
+    for p in route.params:
+        raw = request.path_params.get(p.name) or request.query_params.get(p.name)
+        if raw is None or raw == "":
+            if p.required:
+                raise InvalidRequestError(f"{p.name}: Field required")
+            out[p.name] = p.default
+        elif p.type == "integer":
+            try:
+                out[p.name] = int(raw)
+            except ValueError:
+                raise InvalidRequestError(f"{p.name}: Input should be a valid integer, got {raw!r}") from None
+        else:
+            out[p.name] = raw
+    if route.method == "POST":
+        out["idempotency_key"] = request.headers.get(contract.IDEMPOTENCY_HEADER)
+    return out
+
+
 class _Runner:
     def __init__(self, service: ContractService, stats: Stats, hooks: Hooks | None, max_body: int) -> None:
         self.service, self.stats, self.hooks, self.max_body = service, stats, hooks, max_body
+        self.blocking_backend = bool(getattr(service.backend, "blocking", True))
 
-    async def serve(self, request: Request, route: spec.Route, params: dict[str, Any]) -> Response:
+    async def serve(self, request: Request, route: spec.Route) -> Response:
         self.stats.request_started()
         try:
-            return await self._serve(request, route, params)
+            return await self._serve(request, route)
         finally:
             self.stats.request_handled(route.method, route.name)
 
-    async def _serve(self, request: Request, route: spec.Route, params: dict[str, Any]) -> Response:
+    async def _serve(self, request: Request, route: spec.Route) -> Response:
         if route.auth and not self.service.authorised(request.headers.get("authorization")):
             return _json(Answer(401, {"error": "missing or invalid bearer token"}, {}))
+        try:
+            params = _params(route, request)
+        except InvalidRequestError as exc:
+            return _json(Answer(400, {"error": str(exc)}, {}))
         raw = None
         if route.method == "POST":
             raw = await self._body(request)
@@ -91,7 +119,10 @@ class _Runner:
                 # The rest of the body is not read: the connection cannot carry another request.
                 return _json(Answer(400, {"error": f"request body missing a valid Content-Length or over "
                                                    f"{self.max_body} bytes"}, {}), {"Connection": "close"})
-        kind, answer, interval = await run_in_threadpool(self._run, route, params, raw)
+        if self.blocking_backend or (self.hooks is not None and self.hooks.may_block()):
+            kind, answer, interval = await run_in_threadpool(self._run, route, params, raw)
+        else:
+            kind, answer, interval = self._run(route, params, raw)
         if kind == "drop":
             return await _drop(request)
         if kind == "garble":
@@ -148,52 +179,66 @@ async def _drop(request: Request) -> Response:
     return Response(status_code=204)  # never sent: the connection is gone
 
 
-def _annotation(param: spec.Param) -> Any:
-    base = int if param.type == "integer" else str
-    return base if param.required or param.default is not None else base | None
-
-
 def _endpoint(route: spec.Route, runner: _Runner) -> Callable[..., Any]:
-    async def endpoint(request: Request, **params: Any) -> Response:
-        return await runner.serve(request, route, params)
+    async def endpoint(request: Request) -> Response:
+        return await runner.serve(request, route)
 
-    args = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
-    for p in route.params:
-        in_path = "{" + p.name + "}" in route.path
-        default = Path(description=p.description) if in_path else Query(
-            ... if p.required else p.default, description=p.description)
-        args.append(inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                      annotation=_annotation(p)))
-    if route.method == "POST":
-        args.append(inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
-                                      default=Header(None, alias=contract.IDEMPOTENCY_HEADER,
-                                                     description="one per order; a repeat gets the first answer")))
-    endpoint.__signature__ = inspect.Signature(args)  # type: ignore[attr-defined]
     endpoint.__name__ = route.name.strip("/") or "root"
     return endpoint
 
 
+def _documented_params(route: spec.Route) -> list[dict[str, Any]]:
+    out = []
+    for p in route.params:
+        schema: dict[str, Any] = {"type": p.type}
+        if p.default is not None:
+            schema["default"] = p.default
+        where = "path" if "{" + p.name + "}" in route.path else "query"
+        out.append({"name": p.name, "in": where, "required": p.required or where == "path", "schema": schema,
+                    "description": p.description})
+    if route.method == "POST":
+        out.append({"name": contract.IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                    "schema": {"type": "string"}, "description": "one per order; a repeat gets the first answer"})
+    return out
+
+
+class ContractApp:
+    """The ASGI app: the contract's routes go straight to their handlers; anything else (``/openapi.json``,
+    unknown paths, wrong methods) to the FastAPI app that documents them. FastAPI's per-request
+    machinery (dependency solving, exit stacks) cost more than the simulator's whole answer."""
+
+    def __init__(self, fastapi: FastAPI, runner: _Runner) -> None:
+        self.fastapi, self.runner = fastapi, runner
+        self._routes = {(r.method, r.name): (r, r.path.count("/")) for r in spec.ROUTES}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            segments = path[1:].split("/")
+            found = self._routes.get((scope["method"], "/" + segments[0]))
+            if found is not None and len(segments) == found[1] and all(segments):
+                route = found[0]
+                if len(segments) == 2:
+                    scope["path_params"] = {route.params[0].name: segments[1]}
+                request = Request(scope, receive, send)
+                response = await self.runner.serve(request, route)
+                await response(scope, receive, send)
+                return
+        await self.fastapi(scope, receive, send)
+
+
 def build_app(service: ContractService, *, stats: Stats, hooks: Hooks | None = None,
-              max_body: int = MAX_BODY) -> FastAPI:
+              max_body: int = MAX_BODY) -> ContractApp:
     """The contract's ASGI app over ``service``."""
     app = FastAPI(title="engine MT5 REST contract", version="2", docs_url=None, redoc_url=None,
                   description="docs/mt5_rest_api.md; x-shared marks what the quant-server bridge shares")
     runner = _Runner(service, stats, hooks, max_body)
     for route in spec.ROUTES:
-        extra = {"requestBody": {"required": True, "content": {"application/json": {"schema": route.body}}}} \
-            if route.body else None
+        extra: dict[str, Any] = {"parameters": _documented_params(route)}
+        if route.body:
+            extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
         app.add_api_route(route.path, _endpoint(route, runner), methods=[route.method], summary=route.summary,
                           openapi_extra=extra)
-
-    async def invalid(request: Request, exc: Exception) -> Response:
-        route = _route_of(request)
-        stats.request_started()
-        stats.request_handled(request.method, route.name if route else request.url.path)
-        if route is not None and route.auth and not service.authorised(request.headers.get("authorization")):
-            return _json(Answer(401, {"error": "missing or invalid bearer token"}, {}))
-        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-        text = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors) or "invalid request"
-        return _json(Answer(400, {"error": text}, {}))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -202,15 +247,9 @@ def build_app(service: ContractService, *, stats: Stats, hooks: Hooks | None = N
             f"{what}: {getattr(exc, 'detail', 'refused')}"
         return _json(Answer(status, {"error": message}, {}))
 
-    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return app
-
-
-def _route_of(request: Request) -> spec.Route | None:
-    segment = "/" + request.url.path.strip("/").split("/")[0]
-    return spec.ROUTES_BY_NAME.get((request.method, segment))
+    return ContractApp(app, runner)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -16,11 +16,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import pandas as pd
-import requests
 
 from engine.data.frames import conform_bars, to_utc
 from engine.errors import BadResponseError, ConfigError, InvalidRequestError, OperationalError
@@ -28,8 +25,11 @@ from engine.mt5 import contract, payloads
 from engine.mt5.client_orders import OrderRoutes
 from engine.mt5.dialect import DIALECTS, ENGINE, QUANT_SERVER, detect, missing_route
 from engine.mt5.retry import RetryPolicy
-from engine.mt5.transport import HttpTransport
 from engine.redact import MASK
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import requests
 
 log = logging.getLogger("engine.mt5.client")
 
@@ -37,7 +37,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _DIALECTS, _QUANT = DIALECTS, QUANT_SERVER
 # Offsets are measured to the nearest quarter hour: brokers use whole or half/quarter-hour zones,
 # and the latest tick may be seconds or minutes old.
-_OFFSET_QUANTUM = pd.Timedelta(minutes=15)
+_OFFSET_QUANTUM_MINUTES = 15
 
 
 class MT5RestClient(OrderRoutes):
@@ -80,6 +80,12 @@ class MT5RestClient(OrderRoutes):
                                                     "orders unencrypted; use https (python -m engine.mt5.bridge "
                                                     "--certfile ...), or set connector.allow_insecure_http=true "
                                                     "on a network you trust")
+        # pandas and requests (with the transport) load here, not with this module: validating a config
+        # resolves connector targets, and that must stay light.
+        import pandas as pd
+
+        from engine.mt5.transport import HttpTransport
+
         self.base_url = str(base_url).rstrip("/")
         policy = RetryPolicy(retries=retries, base=backoff_base, cap=backoff_cap, jitter=jitter,
                              max_retry_after=max_retry_after)
@@ -128,6 +134,8 @@ class MT5RestClient(OrderRoutes):
 
     def measure_offset(self, symbol: str = "BTCUSD") -> pd.Timedelta:
         """Latest tick (server time) against the server's UTC clock (``/health`` ``time_utc``) or ours."""
+        import pandas as pd
+
         health = self.health()
         tick = self._object(f"/symbol_info_tick/{quote(symbol, safe='')}", ("time",), "GET /symbol_info_tick")
         tick_server = payloads.server_times_to_utc([tick.get("time_msc") or tick["time"] * 1000], pd.Timedelta(0),
@@ -138,7 +146,8 @@ class MT5RestClient(OrderRoutes):
         if abs(raw) > pd.Timedelta(hours=15):
             raise OperationalError(f"cannot measure the server time offset: the latest {symbol} tick is "
                                    f"{raw} away from UTC now (market closed?); set connector.server_time_offset")
-        offset = pd.Timedelta(round(raw / _OFFSET_QUANTUM) * _OFFSET_QUANTUM)
+        quantum = pd.Timedelta(minutes=_OFFSET_QUANTUM_MINUTES)
+        offset = pd.Timedelta(round(raw / quantum) * quantum)
         log.info("measured MT5 server time offset %s (raw %s)", offset, raw)
         return offset
 
@@ -175,6 +184,8 @@ class MT5RestClient(OrderRoutes):
 
     def latest_tick(self, symbol: str) -> dict[str, Any]:
         """The latest tick with ``time`` as a UTC Timestamp."""
+        import pandas as pd
+
         tick = self._object(f"/symbol_info_tick/{quote(symbol, safe='')}", ("time", "bid", "ask"),
                             "GET /symbol_info_tick")
         # Polled in live loops: parsed by hand, no DataFrame.
@@ -212,6 +223,8 @@ class MT5RestClient(OrderRoutes):
     def bars_range(self, symbol: str, timeframe: str, start: str | pd.Timestamp, end: str | pd.Timestamp, *,
                    progress: bool = False) -> pd.DataFrame:
         """Bars with UTC open time in ``[start, end)``, fetched in chunks of at most ``max_bars``."""
+        import pandas as pd
+
         tf = contract.timeframe(timeframe)
         start_u, end_u = _utc(start, "start"), _utc(end, "end")
         if start_u >= end_u:
@@ -270,6 +283,8 @@ def _utc(value: str | pd.Timestamp, key: str) -> pd.Timestamp:
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
     parts = [p for p in parts if len(p)]
     if not parts:
         return payloads.bars_frame([], pd.Timedelta(0))

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from engine.data.frames import to_utc
 from engine.errors import BadResponseError, InvalidRequestError
 from engine.mt5 import contract, lookups, payloads
@@ -26,10 +24,13 @@ from engine.mt5.dialect import (
     unwrap_result,
 )
 
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
+    import pandas as pd
+
     from engine.mt5.transport import HttpTransport
 
-_FIRST_DAY, _LAST_DAY = pd.Timestamp("1970-01-02", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
+_FIRST_DAY, _LAST_DAY = "1970-01-02T00:00:00+00:00", "2100-01-01T00:00:00+00:00"  # read by _utc like any bound
 
 
 class OrderRoutes:
@@ -91,6 +92,8 @@ class OrderRoutes:
 
     def _frame(self, payload: Any, route: str, fields: tuple[str, ...], time_fields: tuple[str, ...],
                offset_symbol: str | None) -> pd.DataFrame:
+        import pandas as pd
+
         if self._offset is not None:
             offset = self._offset
         elif isinstance(payload, list) and payload and isinstance(payload[0], dict):

@@ -251,7 +251,9 @@ def parse_order(body: Any) -> OrderRequest:
     magic = body.get("magic", 0)
     if isinstance(magic, bool) or not isinstance(magic, int) or magic < 0:
         raise InvalidRequestError(f"magic must be a non-negative integer, got {magic!r}")
-    order_type = _enum(body.get("type", ORDER_TYPE_BUY), ORDER_TYPES, "type") if not modifies else ORDER_TYPE_BUY
+    if not modifies and body.get("type") is None:
+        raise InvalidRequestError("Missing required fields: an order needs 'symbol', 'volume' and 'type'")
+    order_type = _enum(body["type"], ORDER_TYPES, "type") if not modifies else ORDER_TYPE_BUY
     if action == TRADE_ACTION_DEAL and order_type not in (ORDER_TYPE_BUY, ORDER_TYPE_SELL):
         raise InvalidRequestError("Invalid order type: a market order (action DEAL) takes type BUY (0) or "
                                   "SELL (1); use action PENDING for BUY_LIMIT/SELL_LIMIT")

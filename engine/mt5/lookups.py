@@ -7,11 +7,12 @@ by the exit deals a close added.
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from engine.mt5 import contract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FOUND = "found by magic+comment"
 

@@ -9,13 +9,16 @@ UTC. Legacy bridges write bar times with a trailing ``Z``, and the quant-server 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from engine.errors import BadResponseError
 from engine.mt5 import contract
+
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
+if TYPE_CHECKING:
+    import pandas as pd
 
 _RFC_1123 = "%a, %d %b %Y %H:%M:%S GMT"
 BAR_FRAME_COLUMNS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
@@ -31,6 +34,8 @@ def _records(payload: Any, what: str) -> list[dict[str, Any]]:
 def server_times_to_utc(values: Sequence[Any] | pd.Series, offset: pd.Timedelta, what: str,
                         unit: str = "s") -> pd.DatetimeIndex:
     """Server-time stamps (ISO strings or epoch numbers in ``unit``) as a UTC DatetimeIndex."""
+    import pandas as pd
+
     series = pd.Series(values)
     try:
         if series.empty:
@@ -50,6 +55,8 @@ def server_times_to_utc(values: Sequence[Any] | pd.Series, offset: pd.Timedelta,
 
 
 def _numeric(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    import pandas as pd
+
     for col in columns:
         try:
             values = pd.to_numeric(frame[col], errors="raise")
@@ -81,6 +88,8 @@ def _floats(values: list[Any], name: str, what: str) -> np.ndarray:
 
 def bars_frame(payload: Any, offset: pd.Timedelta, what: str = "bars") -> pd.DataFrame:
     """Bar records -> frame indexed by UTC bar open time with open..real_volume."""
+    import pandas as pd
+
     if not isinstance(payload, list):
         raise BadResponseError(f"{what}: expected a JSON list of bars, got {type(payload).__name__}")
     cols = _columns(payload, ("time", "open", "high", "low", "close"), what)
@@ -109,6 +118,8 @@ def ticks_frame(payload: Any, offset: pd.Timedelta, what: str = "ticks") -> pd.D
     Exact duplicates (same time_msc and values: a bridge re-sending a tick) are dropped; distinct ticks
     within one millisecond are kept.
     """
+    import pandas as pd
+
     records = _records(payload, what)
     cols = list(contract.TICK_FIELDS)
     frame = pd.DataFrame.from_records(records, columns=cols) if records else pd.DataFrame(columns=cols)
@@ -132,6 +143,8 @@ def ticks_frame(payload: Any, offset: pd.Timedelta, what: str = "ticks") -> pd.D
 def records_frame(payload: Any, fields: Sequence[str], offset: pd.Timedelta, time_fields: Sequence[str],
                   what: str) -> pd.DataFrame:
     """Positions, orders or deals as a frame with ``fields``; time fields converted to UTC Timestamps."""
+    import pandas as pd
+
     records = _records(payload, what)
     for i, rec in enumerate(records):
         missing = [f for f in fields if f not in rec]

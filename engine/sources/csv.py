@@ -15,6 +15,7 @@ from engine import timeframes
 from engine.data.frames import BAR_COLUMNS, conform_bars, to_utc
 from engine.errors import DataQualityError, OperationalError
 
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
     import pandas as pd
 

@@ -27,6 +27,7 @@ from engine.data.frames import BAR_COLUMNS, conform_bars, conform_ticks, to_utc
 from engine.errors import DataQualityError, StorageError
 from engine.storage.validate import check_bars, check_ticks
 
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
     import pandas as pd
 

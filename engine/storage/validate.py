@@ -17,6 +17,7 @@ import numpy as np
 from engine.data.frames import BAR_COLUMNS, TICK_COLUMNS, conform_bars, conform_ticks
 from engine.errors import DataQualityError
 
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
     import pandas as pd
 

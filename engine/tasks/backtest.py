@@ -150,7 +150,13 @@ def _walk_forward(cfg: DictConfig, walk: WalkForwardSettings, tester: SpanBackte
 
     seq_len = int(cfg.model.seq_len) if cfg.model.type in SEQUENCE_TYPES else None
     data = _dataset(cfg, console, seq_len=seq_len)
-    folds = walk_forward_folds(len(data.y), walk, data.embargo)
+    n = len(data.y)
+    if cfg.smoke and n <= walk.train_bars + data.embargo:
+        # smoke keeps the last 20,000 bars: shrink the windows to two or three folds instead of failing
+        walk = dataclasses.replace(walk, train_bars=max(50, n // 2),
+                                   retrain_every=max(1, (n - n // 2 - data.embargo) // 2))
+        console.print(f"smoke: train_bars={walk.train_bars}, retrain_every={walk.retrain_every}")
+    folds = walk_forward_folds(n, walk, data.embargo)
     params = OmegaConf.to_container(cfg.model.params, resolve=True)
     trainer = trainer_settings(cfg, int(cfg.task.smoke_max_epochs))
     parts, record = [], []

@@ -144,6 +144,12 @@ def _trades_html(trades: pd.DataFrame) -> str:
     return note + shown.to_html(float_format=lambda v: f"{v:,.4f}", border=0)
 
 
+def _fact(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items() if not str(k).startswith("_"))
+    return str(value)
+
+
 def _image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
@@ -168,7 +174,7 @@ def write_report(result: BacktestResult, folder: Path, *, title: str, facts: Map
     clean = {k: (v if math.isfinite(v) else str(v)) for k, v in result.metrics.items()}
     (folder / "metrics.json").write_text(json.dumps(clean, indent=2, sort_keys=True))
     reasons = book["exit_reason"].value_counts().to_dict() if len(book) else {}
-    fact_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(str(v))}"
+    fact_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(_fact(v))}"
                         f"</td></tr>" for k, v in facts.items())
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><table>{fact_rows}</table>"

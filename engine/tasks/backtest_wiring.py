@@ -44,6 +44,13 @@ class SpanBacktest:
                             atr=atr)
 
 
+def trade_span(backtest: SpanBacktest | BacktestSettings, proba: np.ndarray, data: Dataset,
+               span: slice) -> BacktestResult:
+    """:meth:`SpanBacktest.run`; plain BacktestSettings trade with the default risk limits."""
+    tester = backtest if isinstance(backtest, SpanBacktest) else SpanBacktest(backtest, RiskLimits())
+    return tester.run(proba, data, span)
+
+
 def atr_at(data: Dataset, period: int, index: pd.Index) -> pd.Series:
     """Wilder ATR of the dataset's bars, as known at the close of each bar of ``index``."""
     from engine.data.indicators import atr

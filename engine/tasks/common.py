@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -93,7 +95,9 @@ def _hydra_tags() -> dict[str, str]:
         return {}
     tags = {"hydra_output_dir": str(output_dir)}
     if str(hc.mode) == "RunMode.MULTIRUN":
-        tags |= {"sweep_dir": str(hc.sweep.dir), "sweep_job": str(hc.job.num)}
+        # a launcher runs the job in another process, maybe on another machine (joblib, a Ray cluster)
+        tags |= {"sweep_dir": str(hc.sweep.dir), "sweep_job": str(hc.job.num), "host": socket.gethostname(),
+                 "pid": str(os.getpid())}
     return tags
 
 

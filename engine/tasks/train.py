@@ -18,7 +18,7 @@ from engine.data.dataset import Dataset
 from engine.errors import ConfigError
 from engine.tasks.common import job_run, phase
 from engine.tasks.dvc_wiring import check_dvc_track, data_version_tags, write_metrics
-from engine.tasks.model_wiring import MODEL_FILE, build_dataset, model_dir
+from engine.tasks.model_wiring import MODEL_FILE, build_dataset, dataset_builder, model_dir
 from engine.tracking.mlflow import Run
 
 SMOKE_REPORT_SAMPLES = 100  # rows for permutation importance in smoke mode (one prediction per feature)
@@ -41,12 +41,13 @@ def _device(cfg: DictConfig) -> str:
 def evaluate(pipe: Any, data: Dataset, span: slice, name: str, settings: Any) -> tuple[dict[str, float], Any, Any]:
     """Classification metrics and the next-bar backtest of one span; keys prefixed ``<name>_``."""
     from engine.metrics import classification_metrics
+    from engine.tasks.backtest_wiring import trade_span
 
     proba = np.asarray(pipe.predict_proba(data.take(span)), dtype="float64")
     metrics = classification_metrics(data.y[span], proba)
-    # task=backtest's own backtest (engine.tasks.backtest_wiring.SpanBacktest): each signal is decided at its
-    # sample's bar close and filled at the next bar's open
-    result = settings.run(proba, data, span)
+    # task=backtest's own backtest (engine.tasks.backtest_wiring): each signal is decided at its sample's bar
+    # close and filled at the next bar's open
+    result = trade_span(settings, proba, data, span)
     metrics |= result.metrics
     return {f"{name}_{k}": float(v) for k, v in metrics.items()}, proba, result
 
@@ -78,6 +79,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     console = Console(stderr=True, soft_wrap=True)
     check_objective(cfg.task.get("objective"))
+    if cfg.task.get("register_as") and not (cfg.task.save_model and cfg.task.log_model and cfg.tracking.enabled):
+        raise ConfigError("task.register_as", "registers the MLflow model the run logs: needs task.save_model, "
+                                              "task.log_model and tracking enabled")
     if cfg.get("model") is None:
         raise ConfigError("model", "task=train needs a model; pick one, e.g. model=xgboost")
     settings = span_backtest(cfg)  # the backtest and risk groups, checked before any work
@@ -140,14 +144,22 @@ def _report(cfg: DictConfig, tracked: Run, console: Console, ctx: Any, run_steps
 def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Dataset) -> None:
     path = model_dir(cfg) / MODEL_FILE
     with phase(console, f"save model -> {path}"):
+        # the recipe lets task=live rebuild the very features the model was trained on
         pipe.metadata.update({"bar_size": cfg.task.bar_size or str(cfg.timeframe), "symbol": str(cfg.symbol),
-                              "data_fingerprint": data.fingerprint})
+                              "data_fingerprint": data.fingerprint, "recipe": dataset_builder(cfg).recipe()})
         pipe.save(path)
         tracked.set_tags({"model_path": str(path)})
         if tracked.active and cfg.task.log_model:
             from engine.tracking.model_hooks import log_pipeline_model
 
-            log_pipeline_model(pipe, tracked.run_id, tracked.tracking_uri)
+            uri = log_pipeline_model(pipe, tracked.run_id, tracked.tracking_uri)
+            if cfg.task.get("register_as"):
+                from engine.tracking.registry import register
+
+                registered = register(uri, str(cfg.task.register_as), alias=cfg.task.get("register_alias"),
+                                      tracking_uri=tracked.tracking_uri)
+                tracked.set_tags({"registered_model": registered.uri, "registered_version": registered.version})
+                console.print(f"registered {registered.name} version {registered.version} ({registered.uri})")
 
 
 def _summary(console: Console, metrics: dict[str, float]) -> None:

@@ -68,9 +68,12 @@ class ParamsError(OperationalError):
 
 
 def conf_digest(conf: Path = ENGINE_CONF) -> str:
-    """md5 over conf/'s YAML files (names and bytes): changes whenever any option's values do."""
+    """md5 over conf/'s YAML files (names and bytes): changes whenever any option's values do. conf/hydra/
+    is left out: how Hydra runs jobs (launchers, run folders) changes no stage's values."""
     digest = hashlib.md5()
     for path in sorted(conf.rglob("*.yaml")):
+        if path.relative_to(conf).parts[0] == "hydra":
+            continue
         digest.update(path.relative_to(conf).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -52,15 +52,9 @@ class MlflowTrainingLogger(ModelHooks):
         self.tracking_uri = tracking_uri
 
     def training_logger(self, prefix: str) -> Any:
-        from lightning.pytorch.loggers import MLFlowLogger
+        from engine.tracking.lightning_logger import JobRunLogger  # lightning loads only when a net trains
 
-        class _JobRunLogger(MLFlowLogger):
-            # The stock logger marks the run FINISHED when training ends; the run belongs to the engine
-            # job, which logs more afterwards and closes it itself, so finalize only flushes.
-            def finalize(self, status: str = "success") -> None:
-                return None
-
-        return _JobRunLogger(run_id=self.run_id, tracking_uri=self.tracking_uri, prefix=prefix)
+        return JobRunLogger(run_id=self.run_id, tracking_uri=self.tracking_uri, prefix=prefix)
 
 
 def run_hooks(run_id: str | None, tracking_uri: str | None) -> list[ModelHooks]:

@@ -107,6 +107,7 @@ class StudyRun:
         from mlflow.tracking import MlflowClient
 
         from engine.redact import redact_mapping
+
         # the job runs' own helper: the same experiment, created once however many processes race for it
         from engine.tracking.mlflow import _experiment_id as experiment_id
 

@@ -90,6 +90,31 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
+class MemoryAuditStore:
+    """In-process store (tests, benchmarks): a restart forgets it. The reference for the stores' behaviour."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[int, AuditRecord]] = {}
+
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        for record in records:
+            self._records.setdefault(record.session, {}).setdefault(record.seq, record)
+
+    def read(self, session: str, after_seq: int = -1) -> list[AuditRecord]:
+        held = self._records.get(session, {})
+        return [held[seq] for seq in sorted(held) if seq > after_seq]
+
+    def last(self, session: str, kind: str | None = None) -> AuditRecord | None:
+        found = [r for r in self.read(session) if kind is None or r.kind == kind]
+        return found[-1] if found else None
+
+    def describe(self) -> str:
+        return "memory (not persisted)"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 @dataclass
 class Resume:
     """What a restarted loop takes over from the trail of its session."""
@@ -157,4 +182,4 @@ class AuditLog:
         return out
 
 
-__all__ = ["KINDS", "AuditLog", "AuditRecord", "AuditStore", "Resume", "clean_detail"]
+__all__ = ["KINDS", "AuditLog", "AuditRecord", "AuditStore", "MemoryAuditStore", "Resume", "clean_detail"]

@@ -342,7 +342,8 @@ def _in_lots(sig: np.ndarray, opens: np.ndarray, closes: np.ndarray, bars: pd.Da
                        spec.point_value, value_per_price], dtype="float64")
     (lots, pnl, cost, traded, equity, t_entry, t_exit, t_side, t_lots, t_in, t_out, t_pnl, t_cost, t_reason,
      skipped) = simulate(sig, opens, highs, lows, closes, sl, tp, modes[settings.sizing], sizing,
-                         step_decimals(spec.volume_step), float(settings.initial_equity), float(settings.cost_rate))
+                         step_decimals(spec.volume_step), float(settings.initial_equity), float(settings.cost_rate),
+                         settings.stop_loss is not None, settings.take_profit is not None)
     before = np.concatenate([[settings.initial_equity], equity[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(before > 0, 1.0 / before, 0.0)  # a wiped-out account earns no returns

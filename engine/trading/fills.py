@@ -76,11 +76,13 @@ def size_lots(mode: int, equity: float, strength: float, entry: float, stop: flo
 @njit(cache=True, nogil=True)
 def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, closes: np.ndarray,
              sl_distance: np.ndarray, tp_distance: np.ndarray, mode: int, sizing: np.ndarray, decimals: int,
-             initial_equity: float, cost_rate: float) -> tuple:
+             initial_equity: float, cost_rate: float, has_sl: bool, has_tp: bool) -> tuple:
     """Per bar: (lots held, pnl, cost, traded notional, equity); per trade: (entry bar, exit bar, side, lots,
-    entry price, exit price, pnl, cost, reason); and the number of entries skipped at size 0.
+    entry price, exit price, pnl, cost, reason); and the number of entries skipped.
 
-    ``sl_distance`` / ``tp_distance``: price distances of the stops set by the signal of each bar (NaN: none).
+    ``sl_distance`` / ``tp_distance``: price distances of the stops set by the signal of each bar. With
+    ``has_sl`` / ``has_tp`` a NaN distance (an ATR still warming up) skips the entry: a trade is never opened
+    without the stop it was configured with.
     """
     n = signal.shape[0]
     value_per_price = sizing[8]
@@ -129,7 +131,10 @@ def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.
             if open_side != 0:
                 sl, tp = stop_levels(open_side, price, sl_distance[j - 1], tp_distance[j - 1])
                 strength = abs(signal[j - 1])
-                lots = size_lots(mode, before - bar_cost, strength, price, sl, sizing, decimals)
+                if (has_sl and np.isnan(sl)) or (has_tp and np.isnan(tp)):
+                    lots = 0.0
+                else:
+                    lots = size_lots(mode, before - bar_cost, strength, price, sl, sizing, decimals)
                 if lots > 0.0:
                     notional = lots * value_per_price * price
                     entry_cost = cost_rate * notional

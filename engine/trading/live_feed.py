@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from engine.data.frames import BAR_COLUMNS
 from engine.errors import ConfigError
 from engine.timeframes import Timeframe
+
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")  # the bar contract (engine.data.frames)
 
 
 class BarsClient(Protocol):

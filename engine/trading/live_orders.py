@@ -95,6 +95,10 @@ class OrderDesk:
         bid, ask = float(tick["bid"]), float(tick["ask"])
         entry, exit_side = (ask, bid) if side > 0 else (bid, ask)
         sl, tp = self._levels(side, exit_side, atr, spec, int(info.get("digits", 2)))
+        s = self.decision
+        if (s.stop_loss is not None and sl is None) or (s.take_profit is not None and tp is None):
+            # as the backtest: a trade is never opened without the stops it is configured with
+            return self._refuse(bar_time, side, 0.0, "no stop level yet (the ATR is still warming up)")
         lots, why = self._size(side, strength, entry, sl, spec, float(account["equity"]))
         if lots <= 0:
             return self._refuse(bar_time, side, 0.0, why)
@@ -135,8 +139,7 @@ class OrderDesk:
               equity: float) -> tuple[float, str]:
         s, limits = self.decision, self.risk.limits
         if s.sizing == "risk":
-            if sl is None:
-                return 0.0, "no stop-loss level (ATR still warming up?): sizing=risk cannot size the trade"
+            assert sl is not None, "sizing=risk requires a stop_loss (BacktestSettings checks it)"
             lots = self.risk.calculate_position_size(self.symbol, sl, side="buy" if side > 0 else "sell",
                                                      price=entry)
             return float(lots), str(getattr(lots, "reason", ""))

@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 
+# pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
     import pandas as pd
 

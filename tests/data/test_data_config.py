@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from engine.config.build import build
@@ -54,3 +57,18 @@ def test_appended_unknown_key_is_refused(compose, override: str, nearest: str) -
     key = override[1:].split("=")[0]
     with pytest.raises(ConfigError, match=rf"{key}: unknown key; did you mean {nearest}\?"):
         validate(compose([override]))
+
+
+def test_the_modules_schemas_come_from_import_without_pandas_or_numba() -> None:
+    """The cleaner/features/labels/task schemas are generated from these classes, so composing a config
+    imports their modules: the numeric stack loads on first use instead (FeatureEngineering's computation
+    lives in engine.data.feature_columns)."""
+    probe = ("import sys\n"
+             "import engine.data.cleaning, engine.data.dataset, engine.data.features, engine.data.labels\n"
+             "fe = engine.data.features.FeatureEngineering(timeframes=['1min', '5min'])\n"
+             "heavy = {'pandas', 'numba'} & set(sys.modules)\n"
+             "assert fe.level_columns() and not heavy, heavy\n"
+             "import engine.data.feature_columns\n"
+             "assert {'pandas', 'numba'} <= set(sys.modules)  # the probe itself can see a heavy import\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

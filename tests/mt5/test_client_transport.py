@@ -139,6 +139,15 @@ def test_config_errors_name_the_key() -> None:
     assert MT5RestClient("https://bridge.example", DEV_TOKEN).transport.verify is True  # TLS checked by default
 
 
+def test_plain_http_to_another_host_is_refused_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="allow_insecure_http"):
+        MT5RestClient("http://bridge.lan:8443", DEV_TOKEN)
+    MT5RestClient("http://bridge.lan:8443", DEV_TOKEN, allow_insecure_http=True).close()  # explicit opt-in
+    for loopback in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        MT5RestClient(loopback, DEV_TOKEN).close()
+    MT5RestClient("https://bridge.lan:8443", DEV_TOKEN).close()
+
+
 def test_injected_session_is_used_and_left_open(simulator: Simulator) -> None:
     import requests
 

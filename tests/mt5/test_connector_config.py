@@ -65,6 +65,8 @@ def test_source_mt5_without_end_stops_before_the_forming_bar(compose: Callable[[
     (["connector=mt5_rest", "connector.base_url=https://bridge.lan", "connector.api_key=plain-text-key"],
      "connector.api_key"),
     (["connector=mt5_rest", "connector.base_url=https://bridge.lan", "connector.retries=99"], "connector.retries"),
+    (["connector=mt5_rest", "connector.base_url=http://bridge.lan:8443"], "connector.base_url"),
+    (["connector=mt5_rest", "connector.base_url=https://bridge.lan", "connector.dialect=flask"], "connector.dialect"),
     (["connector.drop_rate=1.5"], "connector.drop_rate"),
     (["source=mt5", "source.start=2024-03-02", "source.end=2024-03-01"], "source.end"),
     (["source=mt5", "~connector"], "source.connector"),
@@ -76,6 +78,13 @@ def test_bad_connector_config_names_the_key(compose: Callable[[list[str]], DictC
         validate(cfg)
     assert info.value.key == key
     assert "plain-text-key" not in str(info.value)
+
+
+def test_plain_http_to_another_host_needs_an_explicit_opt_in(compose: Callable[[list[str]], DictConfig]) -> None:
+    cfg = compose(["connector=mt5_rest", "connector.base_url=http://bridge.lan:8443",
+                   "connector.allow_insecure_http=true", "connector.dialect=quant_server"])
+    validate(cfg)  # allowed, explicitly
+    assert cfg.connector.allow_insecure_http is True and cfg.connector.dialect == "quant_server"
 
 
 def test_mt5_rest_keeps_the_key_a_reference_until_built(compose: Callable[[list[str]], DictConfig]) -> None:

@@ -1,11 +1,17 @@
-"""One contract suite, run against the simulator and the bridge (both real HTTP servers on 127.0.0.1):
-same requests, same status codes, same response shapes (docs/mt5_rest_api.md)."""
+"""The shared routes, one suite, three servers (all real HTTP on 127.0.0.1): our simulator, our bridge over
+the fake MetaTrader5 module, and the quant-server Flask bridge's routes over the same fake module.
+
+Requests are written as a client of that bridge would write them (its paths, query names, bodies,
+``raise_for_status`` reading status codes), and every server must give the same outcome: same status,
+same wrapper, same record fields, filters honoured. This contract's additions are tested in
+test_contract_additions.py; the requests each server served are counted in the session summary.
+"""
 
 from __future__ import annotations
 
 import itertools
-import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -14,248 +20,155 @@ import requests
 from engine.mt5 import contract
 from engine.mt5.sim.settings import DEV_TOKEN
 
+# Our servers need the token; the quant-server bridge ignores the header.
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
+KINDS = ["simulator", "bridge", "quant_server"]
 
 
-@pytest.fixture(params=["simulator", "bridge"])
+@pytest.fixture(params=KINDS)
 def server(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(request.param)
 
 
-def get(srv: Any, path: str, headers: dict[str, str] | None = None, **params: Any) -> requests.Response:
-    return requests.get(srv.url + path, params=params, headers=AUTH if headers is None else headers, timeout=10)
+def get(srv: Any, path: str, **params: Any) -> requests.Response:
+    return requests.get(srv.url + path, params=params, headers=AUTH, timeout=10)
 
 
-def post(srv: Any, path: str, body: Any, key: str | None = None, raw: bytes | None = None) -> requests.Response:
-    headers = dict(AUTH)
-    if key:
-        headers[contract.IDEMPOTENCY_HEADER] = key
-    if raw is not None:
-        return requests.post(srv.url + path, data=raw, headers=headers | {"Content-Type": "application/json"},
-                             timeout=10)
-    return requests.post(srv.url + path, json=body, headers=headers, timeout=10)
+def post(srv: Any, path: str, body: Any) -> requests.Response:
+    return requests.post(srv.url + path, json=body, headers=AUTH, timeout=10)
 
 
-def market_order(side: str = "BUY", volume: float = 0.1, comment: str = "contract", magic: int = 11) -> dict:
-    return {"action": "DEAL", "symbol": "BTCUSD", "volume": volume, "type": side, "deviation": 50, "magic": magic,
-            "comment": comment, "type_filling": "IOC"}
+def when(text: str) -> datetime:
+    """A bar time as either dialect writes it: ISO (ours) or RFC 1123 (Flask's)."""
+    return parsedate_to_datetime(text).replace(tzinfo=None) if text.endswith("GMT") else datetime.fromisoformat(text)
 
 
-def test_health_is_open_and_reports_the_server_clock(server: Any) -> None:
-    r = get(server, "/health", headers={})
+def buy(srv: Any, volume: float = 0.1, magic: int = 11, comment: str = "shared") -> requests.Response:
+    return post(srv, "/order", {"symbol": "BTCUSD", "volume": volume, "type": contract.ORDER_TYPE_BUY,
+                                "deviation": 50, "magic": magic, "comment": comment})
+
+
+def test_health(server: Any) -> None:
+    r = get(server, "/health")
     assert r.status_code == 200
-    body = r.json()
-    assert body["status"] == "ok"
-    datetime.fromisoformat(body["time_utc"])
+    assert r.json()["status"] == "healthy" and r.json()["mt5_connected"] is True
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": DEV_TOKEN}])
-def test_every_data_route_needs_the_bearer_token(server: Any, headers: dict[str, str]) -> None:
-    for path in ("/account_info", "/symbol_info/BTCUSD", "/get_positions"):
-        r = get(server, path, headers=headers)
-        assert r.status_code == 401
-        assert "error" in r.json()
-    r = requests.post(server.url + "/order", json=market_order(), headers=headers, timeout=10)
-    assert r.status_code == 401
-    assert get(server, "/get_positions").json() == []  # nothing was executed
-
-
-def test_account_symbol_and_tick_shapes(server: Any) -> None:
-    account = get(server, "/account_info").json()
-    assert set(contract.ACCOUNT_FIELDS) <= set(account)
-    assert all(isinstance(account[k], int | float) for k in ("balance", "equity", "margin", "margin_free"))
-    info = get(server, "/symbol_info/BTCUSD").json()
-    assert set(contract.SYMBOL_FIELDS) <= set(info)
+def test_symbol_and_tick(server: Any) -> None:
+    info = get(server, "/symbol_info/BTCUSD")
+    assert info.status_code == 200
+    assert set(contract.SYMBOL_FIELDS) <= set(info.json())
+    assert info.json()["trade_tick_size"] == info.json()["point"] and info.json()["trade_tick_value"] > 0
     tick = get(server, "/symbol_info_tick/BTCUSD").json()
-    assert set(contract.TICK_FIELDS) <= set(tick)
-    assert tick["ask"] > tick["bid"] > 0
-    assert tick["time_msc"] // 1000 == tick["time"]
-
-
-def test_unknown_symbol_is_404_with_a_json_error(server: Any) -> None:
+    assert set(contract.SYMBOL_TICK_FIELDS) <= set(tick)
+    assert tick["ask"] > tick["bid"] > 0 and tick["time_msc"] // 1000 == tick["time"]
     for path in ("/symbol_info/NOPE", "/symbol_info_tick/NOPE"):
         r = get(server, path)
-        assert r.status_code == 404
-        assert "NOPE" in r.json()["error"]
-    r = get(server, "/fetch_data_pos", symbol="NOPE", timeframe="M1", num_bars=5)
-    assert r.status_code == 404
+        assert r.status_code == 404 and "error" in r.json()
 
 
-def test_fetch_data_pos_shape(server: Any) -> None:
+def test_fetch_data_pos(server: Any) -> None:
     r = get(server, "/fetch_data_pos", symbol="BTCUSD", timeframe="M5", num_bars=12)
     assert r.status_code == 200
     bars = r.json()
-    assert len(bars) == 12
-    for bar in bars:
-        assert set(bar) == set(contract.BAR_FIELDS)
-        assert bar["high"] >= max(bar["open"], bar["close"]) and bar["low"] <= min(bar["open"], bar["close"])
-    times = [datetime.fromisoformat(b["time"]) for b in bars]
-    assert all(t.tzinfo is None for t in times)  # server time, no zone
+    assert len(bars) == 12 and all(set(b) == set(contract.BAR_FIELDS) for b in bars)
+    times = [when(b["time"]) for b in bars]
     assert all((b - a).total_seconds() == 300 for a, b in itertools.pairwise(times))
+    assert get(server, "/fetch_data_pos", symbol="BTCUSD").json()[-1]["time"] is not None  # defaults M1, 100
+    assert len(get(server, "/fetch_data_pos", symbol="BTCUSD").json()) == 100
+    for params, status in (({"timeframe": "M7"}, 400), ({"num_bars": "ten"}, 400), ({}, 400)):
+        r = get(server, "/fetch_data_pos", **({"symbol": "BTCUSD"} if params else {}), **params)
+        assert r.status_code == status, params
+        assert "error" in r.json()
+    assert get(server, "/fetch_data_pos", symbol="NOPE", num_bars=5).status_code == 404
 
 
-@pytest.mark.parametrize(("params", "needle"), [
-    ({"timeframe": "M7", "num_bars": 5}, "timeframe"),
-    ({"timeframe": "M1", "num_bars": "ten"}, "num_bars"),
-    ({"timeframe": "M1", "num_bars": 10_001}, "cap"),
-])
-def test_fetch_data_pos_refuses_bad_parameters(server: Any, params: dict, needle: str) -> None:
-    r = get(server, "/fetch_data_pos", symbol="BTCUSD", **params)
-    assert r.status_code == 400
-    assert needle in r.json()["error"]
-
-
-def test_fetch_data_range_is_inclusive_and_validated(server: Any) -> None:
+def test_fetch_data_range(server: Any) -> None:
     r = get(server, "/fetch_data_range", symbol="BTCUSD", timeframe="M1", start="2024-02-01T10:00:00",
             end="2024-02-01T10:09:00")
     assert r.status_code == 200
     bars = r.json()
-    assert [b["time"] for b in (bars[0], bars[-1])] == ["2024-02-01T10:00:00", "2024-02-01T10:09:00"]
     assert len(bars) == 10
-    bad = [({"start": "2024-02-02T00:00:00", "end": "2024-02-01T00:00:00"}, "after"),
-           ({"start": "2024-02-01T00:00:00Z", "end": "2024-02-01T01:00:00"}, "zone"),
-           ({"start": "yesterday", "end": "2024-02-01T01:00:00"}, "ISO"),
-           ({"end": "2024-02-01T01:00:00"}, "start")]
-    for params, needle in bad:
+    assert [when(b["time"]) for b in (bars[0], bars[-1])] == [datetime(2024, 2, 1, 10), datetime(2024, 2, 1, 10, 9)]
+    for params in ({"start": "2024-02-01T00:00:00Z", "end": "2024-02-01T01:00:00"},  # a zone: refused by both
+                   {"start": "yesterday", "end": "2024-02-01T01:00:00"}, {"end": "2024-02-01T01:00:00"}):
         r = get(server, "/fetch_data_range", symbol="BTCUSD", timeframe="M1", **params)
         assert r.status_code == 400, params
-        assert needle in r.json()["error"]
 
 
-def test_fetch_data_range_never_shows_the_future(server: Any) -> None:
-    """Bars after the replay clock do not exist yet (no lookahead through the REST API)."""
-    now = datetime.fromisoformat(get(server, "/fetch_data_pos", symbol="BTCUSD", timeframe="M1",
-                                     num_bars=1).json()[-1]["time"])
-    r = get(server, "/fetch_data_range", symbol="BTCUSD", timeframe="M1", start=contract.iso(now),
-            end=contract.iso(now + timedelta(days=1)))
+def test_market_order_positions_filters_close_and_history(server: Any) -> None:
+    assert get(server, "/get_positions").json() == {"positions": []}
+    assert get(server, "/positions_total").json() == {"total": 0}
+    r = buy(server, magic=11, comment="first")
     assert r.status_code == 200
-    bars = r.json()
-    assert [b["time"] for b in bars] == [contract.iso(now)]
-    forming = bars[0]
-    assert forming["open"] == forming["high"] == forming["low"] == forming["close"]
-
-
-def test_fetch_ticks_range_shape(server: Any) -> None:
-    last = get(server, "/fetch_data_pos", symbol="BTCUSD", timeframe="M1", num_bars=1).json()[-1]["time"]
-    start = contract.iso(datetime.fromisoformat(last).replace(minute=0))
-    r = get(server, "/fetch_ticks_range", symbol="BTCUSD", start=start, end=last)
-    assert r.status_code == 200
-    ticks = r.json()
-    assert ticks
-    for t in ticks:
-        assert set(contract.TICK_FIELDS) <= set(t)
-        assert t["ask"] >= t["bid"]
-
-
-def test_market_order_position_close_and_history(server: Any) -> None:
-    r = post(server, "/order", market_order(comment="flow-1"), key=uuid.uuid4().hex)
-    assert r.status_code == 200
-    res = r.json()
-    assert set(contract.RESULT_FIELDS) <= set(res)
-    assert res["retcode"] == contract.RETCODE_DONE and res["volume"] == 0.1
+    assert r.json()["message"] == "Order executed successfully"
+    res = r.json()["result"]
+    assert set(contract.RESULT_FIELDS) <= set(res) and res["retcode"] == contract.RETCODE_DONE
+    assert buy(server, magic=12, comment="second").status_code == 200
     positions = get(server, "/get_positions").json()
-    assert len(positions) == 1
-    pos = positions[0]
-    assert set(contract.POSITION_FIELDS) <= set(pos)
-    assert (pos["comment"], pos["magic"], pos["type"]) == ("flow-1", 11, contract.POSITION_TYPE_BUY)
-    assert get(server, "/get_positions", symbol="BTCUSD").json() == positions
+    assert len(positions) == 2 and all(set(contract.POSITION_FIELDS) <= set(p) for p in positions)
+    only = get(server, "/get_positions", magic=11).json()
+    assert [(p["magic"], p["comment"]) for p in only] == [(11, "first")]
+    assert get(server, "/positions_total").json() == {"total": 2}
 
-    r = post(server, "/close_position", {"ticket": pos["ticket"], "comment": "flow-1-close"}, key=uuid.uuid4().hex)
-    assert r.json()["retcode"] == contract.RETCODE_DONE
-    assert get(server, "/get_positions").json() == []
-    deals = get(server, "/history_deals_get").json()
+    pos = only[0]
+    assert post(server, "/modify_sl_tp", {"position": pos["ticket"], "sl": round(pos["price_open"] * 0.9, 2),
+                                          "tp": round(pos["price_open"] * 1.1, 2)}).status_code == 200
+    assert get(server, "/get_positions", magic=11).json()[0]["sl"] == round(pos["price_open"] * 0.9, 2)
+
+    spec = {k: pos[k] for k in ("ticket", "type", "symbol", "volume")}
+    r = post(server, "/close_position", {"position": spec})
+    assert r.status_code == 200 and r.json()["message"] == "Position closed successfully"
+    assert r.json()["result"]["retcode"] == contract.RETCODE_DONE
+    assert [p["magic"] for p in get(server, "/get_positions").json()] == [12]
+    again = post(server, "/close_position", {"position": spec})
+    assert again.status_code == 400 and "error" in again.json()
+    assert post(server, "/close_position", {"ticket": pos["ticket"]}).status_code == 400  # not that body shape
+
+    deals = get(server, "/history_deals_get", from_date="2024-01-01T00:00:00Z", to_date="2024-12-31T00:00:00Z",
+                position=pos["ticket"]).json()
     assert [d["entry"] for d in deals] == [contract.DEAL_ENTRY_IN, contract.DEAL_ENTRY_OUT]
-    assert all(set(contract.DEAL_FIELDS) <= set(d) for d in deals)
-    orders = get(server, "/history_orders_get").json()
-    assert len(orders) == 2 and all(set(contract.ORDER_FIELDS) <= set(o) for o in orders)
-    r = post(server, "/close_position", {"ticket": pos["ticket"]}, key=uuid.uuid4().hex)
-    assert r.json()["retcode"] == contract.RETCODE_POSITION_CLOSED
-
-
-def test_same_idempotency_key_never_places_twice(server: Any) -> None:
-    key = uuid.uuid4().hex
-    first = post(server, "/order", market_order(comment="idem"), key=key).json()
-    again = post(server, "/order", market_order(comment="idem"), key=key).json()
-    assert first == again
-    assert len(get(server, "/get_positions").json()) == 1
-    reused = post(server, "/order", market_order(side="SELL", comment="idem"), key=key)
-    assert reused.status_code == 422
-    assert len(get(server, "/get_positions").json()) == 1
-
-
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"action": "DEAL", "symbol": "BTCUSD", "type": "BUY"}, "volume"),
-    ({**market_order(), "typo_field": 1}, "unknown order field"),
-    ({**market_order(), "type": "BUY_STOP"}, "type"),
-    ({**market_order(), "comment": "x" * 40}, "comment"),
-    ({**market_order(), "volume": -1}, "volume"),
-    ([1, 2], "JSON object"),
-])
-def test_bad_order_bodies_are_400_and_change_nothing(server: Any, body: Any, needle: str) -> None:
-    r = post(server, "/order", body, key=uuid.uuid4().hex)
-    assert r.status_code == 400
-    assert needle in r.json()["error"]
-    assert get(server, "/get_positions").json() == []
-
-
-@pytest.mark.parametrize(("raw", "needle"), [(b'{"action": "DEAL", ', "malformed JSON"),
-                                            (b'{"comment": "' + b"x" * 70_000 + b'"}', "bytes")])
-def test_malformed_or_oversized_body_is_400(server: Any, raw: bytes, needle: str) -> None:
-    r = post(server, "/order", None, raw=raw)
-    assert r.status_code == 400
-    assert needle in r.json()["error"]
-    assert get(server, "/get_positions").json() == []
-
-
-@pytest.mark.parametrize(("volume", "retcode"), [(0.015, contract.RETCODE_INVALID_VOLUME), (90.0, contract.RETCODE_NO_MONEY)])
-def test_refusals_carry_mt5_retcodes(server: Any, volume: float, retcode: int) -> None:
-    before = get(server, "/account_info").json()
-    res = post(server, "/order", market_order(volume=volume), key=uuid.uuid4().hex).json()
-    assert res["retcode"] == retcode
-    assert get(server, "/get_positions").json() == []
-    assert get(server, "/account_info").json()["balance"] == before["balance"]
-
-
-def test_limit_order_is_placed_listed_and_removed(server: Any) -> None:
-    tick = get(server, "/symbol_info_tick/BTCUSD").json()
-    body = {"action": "PENDING", "symbol": "BTCUSD", "volume": 0.05, "type": "BUY_LIMIT",
-            "price": round(tick["bid"] * 0.9, 2), "magic": 3, "comment": "lim"}
-    res = post(server, "/order", body, key=uuid.uuid4().hex).json()
-    assert res["retcode"] == contract.RETCODE_PLACED and res["order"] > 0
-    orders = get(server, "/orders_get").json()
+    assert all(d["position_id"] == pos["ticket"] for d in deals)
+    orders = get(server, "/history_orders_get", ticket=res["order"]).json()
     assert [o["ticket"] for o in orders] == [res["order"]]
-    assert set(contract.ORDER_FIELDS) <= set(orders[0])
-    gone = post(server, "/order", {"action": "REMOVE", "order": res["order"]}, key=uuid.uuid4().hex).json()
-    assert gone["retcode"] == contract.RETCODE_DONE
-    assert get(server, "/orders_get").json() == []
+    assert get(server, "/get_order_from_ticket", ticket=res["order"]).json()["ticket"] == res["order"]
+    summary = get(server, "/get_deal_from_ticket", ticket=pos["ticket"]).json()
+    assert (summary["ticket"], summary["type"], summary["volume"]) == (pos["ticket"], "BUY", 0.2)
+    for path in ("/get_order_from_ticket", "/get_deal_from_ticket"):
+        assert get(server, path, ticket=999).status_code == 404
+        assert get(server, path, ticket="x").status_code == 400
+        assert get(server, path).status_code == 400
 
 
-def _shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _shape(v) for k, v in sorted(value.items()) if k not in ("description", "name", "server",
-                                                                             "version", "error")}
-    if isinstance(value, list):
-        return [_shape(value[0])] if value else []
-    return "number" if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
+def test_close_all_positions(server: Any) -> None:
+    assert post(server, "/close_all_positions", {}).json() == {"message": "No positions were closed"}
+    for magic in (1, 2, 2):
+        assert buy(server, magic=magic, comment=f"m{magic}").status_code == 200
+    r = post(server, "/close_all_positions", {"order_type": "all", "magic": 2})
+    assert r.status_code == 200 and r.json()["message"] == "Closed 2 positions" and len(r.json()["results"]) == 2
+    assert [p["magic"] for p in get(server, "/get_positions").json()] == [1]
 
 
-def test_simulator_and_bridge_answer_the_same_requests_with_the_same_shapes(simulator: Any, bridge: Any) -> None:
-    gets = [("/health", {}), ("/account_info", {}), ("/symbol_info/BTCUSD", {}), ("/symbol_info_tick/BTCUSD", {}),
-            ("/fetch_data_pos", {"symbol": "BTCUSD", "timeframe": "H1", "num_bars": 3}),
-            ("/fetch_data_range", {"symbol": "BTCUSD", "timeframe": "M1", "start": "2024-02-01T00:00:00",
-                                   "end": "2024-02-01T00:05:00"}),
-            ("/fetch_ticks_range", {"symbol": "BTCUSD", "start": "2024-02-01T00:00:00",
-                                    "end": "2024-02-01T00:05:00"}),
-            ("/fetch_data_pos", {"symbol": "BTCUSD", "timeframe": "X9", "num_bars": 3}),
-            ("/symbol_info/NOPE", {})]
-    for path, params in gets:
-        a, b = get(simulator, path, **params), get(bridge, path, **params)
-        assert a.status_code == b.status_code, path
-        assert _shape(a.json()) == _shape(b.json()), path
-    key = uuid.uuid4().hex
-    a, b = post(simulator, "/order", market_order(comment="same"), key), post(bridge, "/order",
-                                                                              market_order(comment="same"), key)
-    assert a.status_code == b.status_code == 200
-    assert _shape(a.json()) == _shape(b.json())
-    for path in ("/get_positions", "/history_deals_get", "/history_orders_get", "/orders_get"):
-        assert _shape(get(simulator, path).json()) == _shape(get(bridge, path).json()), path
+@pytest.mark.parametrize(("body", "status"), [
+    ({"symbol": "BTCUSD", "volume": 0.1}, 400),  # no type
+    ({"symbol": "BTCUSD", "volume": 0.1, "type": contract.ORDER_TYPE_BUY_LIMIT}, 400),  # not a market type
+    ({"symbol": "NOPE", "volume": 0.1, "type": contract.ORDER_TYPE_BUY}, 400),
+])
+def test_bad_orders_are_400_and_change_nothing(server: Any, body: dict, status: int) -> None:
+    r = post(server, "/order", body)
+    assert r.status_code == status and "error" in r.json()
+    assert get(server, "/get_positions").json() == {"positions": []}
+
+
+@pytest.mark.parametrize(("volume", "retcode"), [(0.015, contract.RETCODE_INVALID_VOLUME),
+                                                 (90.0, contract.RETCODE_NO_MONEY)])
+def test_a_refused_order_is_a_400_carrying_the_retcode(server: Any, volume: float, retcode: int) -> None:
+    r = buy(server, volume=volume)
+    assert r.status_code == 400  # a raise_for_status client can never read a refusal as a fill
+    assert r.json()["error"].startswith("Order failed") and r.json()["result"]["retcode"] == retcode
+    assert get(server, "/get_positions").json() == {"positions": []}
+
+
+def test_last_error(server: Any) -> None:
+    assert set(get(server, "/last_error").json()) == {"error_code", "error_message"}
+    assert set(get(server, "/last_error_str").json()) == {"error_message"}

@@ -92,3 +92,45 @@ def test_a_silent_plain_connection_is_closed_after_the_connection_timeout(
             started = time.monotonic()
             assert silent.recv(1) == b""  # the server hung up on us
             assert time.monotonic() - started < 3
+
+
+def test_connections_over_the_cap_get_503_until_others_close(sample_bars: pd.DataFrame) -> None:
+    import requests
+
+    market = SimMarket(sample_bars.iloc[:5000], SimSettings())
+    with ContractServer(market, api_key=DEV_TOKEN, max_connections=2) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        wait_until(lambda: server.stats.connections >= 2, "the server has accepted both idle connections")
+        assert requests.get(server.url + "/health", timeout=5).status_code == 503
+        for conn in idle:
+            conn.close()
+        wait_until(lambda: requests.get(server.url + "/health", timeout=5).status_code == 200,
+                   "the closed connections no longer count against the cap")
+
+
+def test_stop_closes_kept_alive_connections(sample_bars: pd.DataFrame) -> None:
+    import requests
+
+    market = SimMarket(sample_bars.iloc[:5000], SimSettings())
+    server = ContractServer(market, api_key=DEV_TOKEN).start()
+    with requests.Session() as session:
+        assert session.get(server.url + "/health", timeout=5).status_code == 200  # a kept-alive connection
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2
+        with pytest.raises(requests.ConnectionError):
+            session.get(server.url + "/health", timeout=5)  # nothing is served any more, not even on it
+
+
+def test_request_bodies_are_capped(sample_bars: pd.DataFrame) -> None:
+    import requests
+
+    market = SimMarket(sample_bars.iloc[:5000], SimSettings())
+    with ContractServer(market, api_key=DEV_TOKEN, max_body=1024) as server:
+        auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+        r = requests.post(server.url + "/order", data=b"{" + b" " * 2000 + b"}", headers=auth, timeout=5)
+        assert r.status_code == 400 and "1024 bytes" in r.json()["error"]
+        chunked = requests.post(server.url + "/order", data=iter([b"{", b" " * 2000, b"}"]), headers=auth, timeout=5)
+        assert chunked.status_code == 400 and "1024 bytes" in chunked.json()["error"]
+        assert server.stats.handled("POST", "/order") == 2

@@ -160,7 +160,8 @@ def test_explain_without_a_saved_model_says_how_to_get_one(compose) -> None:
 def test_train_without_experiment_uses_the_default_model(compose) -> None:
     cfg = compose(["task=train"])
     validate(cfg)
-    assert cfg.model.type == "xgboost" and cfg.trainer.accelerator == "cpu" and cfg.task.objective == "val_sharpe"
+    # issue 16: the default trainer takes a GPU when CUDA is present and the CPU otherwise
+    assert cfg.model.type == "xgboost" and cfg.trainer.accelerator == "auto" and cfg.task.objective == "val_sharpe"
 
 
 def test_feature_timeframe_must_match_the_bar_size(compose_job) -> None:

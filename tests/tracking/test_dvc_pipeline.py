@@ -10,6 +10,7 @@ The tests share one repository and run in file order; each leaves the pipeline u
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from tests.tracking.pipeline_repo import PROJECT, git, make_repo, ran, write_par
 
 STAGES = ["prepare", "clean", "features", "train", "evaluate"]
 OVERRIDES = ["source.start=2024-03-25", "model.params.n_estimators=30"]
-EXTRA = {"prepare": "smoke=true", "clean": "smoke=true", "features": "smoke=true",
-         "train": "smoke=true task.log_model=false task.report=[]", "evaluate": "smoke=true task.report=false"}
+# Only train's MLflow run is looked at; a lighter train and evaluate (no MLflow model, no plots).
+QUIET = "smoke=true tracking.enabled=false"
+EXTRA = {"prepare": QUIET, "clean": QUIET, "features": QUIET, "train": "smoke=true task.log_model=false task.report=[]",
+         "evaluate": f"{QUIET} task.report=false"}
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +81,16 @@ def test_train_tags_the_dvc_version_of_the_features_it_read_and_the_git_commit(
 
 def test_a_feature_set_change_reruns_features_and_later_stages_only(pipeline: tuple[Path, DVCManager]) -> None:
     repo, dvc = pipeline
-    before = _params(repo)
-    after = write_params(repo, [*OVERRIDES, "features=minimal"])  # how a conf/ change reaches params.yaml
-    assert after["features"] != before["features"] and after["model"] == before["model"]
+    params = _params(repo)
+    assert params["features"]["rsi"] == [14]
+    params["features"]["rsi"] = [7, 14]  # what `dvc exp run -S 'features.rsi=[7,14]'` writes
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = json.loads((repo / "metrics" / "train.json").read_text())["n_features"]
     out = dvc.repro().check().stdout
     assert ran(out) == ["features", "train", "evaluate"], out
     assert "Stage 'prepare' didn't change, skipping" in out and "Stage 'clean' didn't change, skipping" in out
-    assert json.loads((repo / "metrics" / "train.json").read_text())["n_features"] < 42
-    _commit(repo, "minimal features")
+    assert json.loads((repo / "metrics" / "train.json").read_text())["n_features"] == before + 2  # rsi_7 twice
+    _commit(repo, "one more RSI")
 
 
 def test_a_model_change_reruns_train_and_evaluate_only(pipeline: tuple[Path, DVCManager]) -> None:
@@ -134,3 +139,28 @@ def test_exp_run_on_two_values_gives_two_experiments_whose_metrics_differ(
     # a longer horizon embargoes more samples between the spans and labels a different target
     assert h3["metrics"]["n_train"] != h12["metrics"]["n_train"]
     assert h3["metrics"]["test_accuracy"] != h12["metrics"]["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_from_a_fresh_clone_repro_runs_the_whole_pipeline_on_the_bundled_data_once(tmp_path: Path) -> None:
+    """The checkout as a new user gets it (its git-visible files, uncommitted work included, in a new git
+    repository): `dvc repro` with the committed params.yaml runs every stage on the full bundled sample,
+    and a second `dvc repro` has nothing to do."""
+    clone = tmp_path / "clone"
+    listed = git(PROJECT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    for rel in filter(None, listed):
+        source = PROJECT / rel
+        if source.is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / rel)
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "fresh clone")
+    dvc = DVCManager(clone, timeout=3600)
+    first = dvc.repro().check()
+    assert ran(first.stdout) == STAGES, first.stdout
+    train = json.loads((clone / "metrics" / "train.json").read_text())
+    assert train["n_train"] > 50_000  # the whole quarter of one-minute bars, not a smoke slice
+    assert (clone / "metrics" / "evaluate.json").is_file() and (clone / "plots" / "equity.csv").is_file()
+    second = dvc.repro().check()
+    assert ran(second.stdout) == [] and "Data and pipelines are up to date." in second.stdout

@@ -78,8 +78,11 @@ def test_atr_stops_use_the_atr_known_at_the_signal_bar() -> None:
     trade = _only_trade(bt([1, 1, 1, 0], bars, atr=atr, **{**STOPS, "stop_loss": 1.5, "take_profit": None,
                                                             "stop_unit": "atr"}))
     assert (trade.exit_price, trade.exit_time) == (94.0, bars.index[2])
-    # while the ATR is still warming up (NaN) a risk-sized entry has no stop to size from: skipped, and
-    # tried again at the next open while the signal still wants it (a skip is not a stop)
+    # while the ATR is still warming up (NaN) there is no stop to size from or to protect the trade: the entry
+    # is skipped, whatever the sizing, and tried again at the next open while the signal still wants it
+    unprotected = bt([1, 0, 0, 0], bars, atr=np.array([np.nan, 1.0, 1.0, 1.0]),
+                     **{**STOPS, "stop_loss": 1.5, "take_profit": None, "stop_unit": "atr"})
+    assert unprotected.trades.empty and unprotected.metrics["n_skipped"] == 1.0
     risk = {**STOPS, "sizing": "risk", "stop_loss": 1.5, "take_profit": None, "stop_unit": "atr"}
     warming = np.array([np.nan, 1.0, 1.0, 1.0])
     once = bt([1, 0, 0, 0], bars, atr=warming, **risk)

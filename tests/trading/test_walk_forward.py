@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,7 +37,7 @@ def test_no_training_label_reaches_the_span_it_trades(n: int, train: int, every:
     folds = walk_forward_folds(n, walk, embargo)
     assert folds[0].test.start == train + embargo
     assert folds[-1].test.stop == n
-    for before, after in zip(folds, folds[1:], strict=False):
+    for before, after in itertools.pairwise(folds):
         assert before.test.stop == after.test.start  # contiguous, no overlap: the predictions stitch
     for fold in folds:
         assert fold.train.stop + embargo == fold.test.start

@@ -39,6 +39,10 @@ class _ClientSettings:
     order_retries: int = bounded(2, ge=0, le=5)
     # Broker server time minus UTC in hours; null measures it from the latest tick.
     server_time_offset_hours: float | None = bounded(None, ge=-12.0, le=14.0)
+    # Every request, with its retries, ends within this many seconds whatever the server does.
+    deadline: float = bounded(60.0, gt=0.0, le=3600.0)
+    # Answers larger than this are refused as they stream in (a wrong URL or proxy can stream forever).
+    max_response_bytes: int = bounded(256 * 1024 * 1024, ge=1024)
 
 
 @dataclass
@@ -49,6 +53,10 @@ class MT5RestConnectorConfig(_ClientSettings):
     max_bars: int = bounded(10_000, ge=1, le=1_000_000)
     verify_tls: bool = True
     ca_bundle: str | None = None
+    # Plain http:// to a non-loopback host sends the key and orders in clear text: refused unless true.
+    allow_insecure_http: bool = False
+    # engine (python -m engine.mt5.bridge) or quant_server (metatrader5-quant-server-python); null detects it.
+    dialect: str | None = choice(None, (None, "engine", "quant_server"))
 
     @staticmethod
     def __validate__(node: DictConfig, path: str) -> None:
@@ -59,6 +67,10 @@ class MT5RestConnectorConfig(_ClientSettings):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(_key(path, "base_url"), f"{url!r} is not an http(s) URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not node.allow_insecure_http:
+            raise ConfigError(_key(path, "base_url"), f"plain http to {parts.hostname} sends the API key and orders "
+                                                      "unencrypted; use https, or set "
+                                                      "connector.allow_insecure_http=true on a network you trust")
         if not node.verify_tls and parts.hostname not in _LOOPBACK:
             raise ConfigError(_key(path, "verify_tls"), "TLS verification may be off only for a loopback bridge; "
                                                         "give the bridge's CA certificate as connector.ca_bundle")

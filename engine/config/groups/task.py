@@ -60,6 +60,10 @@ class _TrainKeys:
     # cleaner, features and bar size. null: computed from the source.
     features_from: str | None = None
     metrics_path: str | None = None  # also write the returned metrics here as JSON (relative: to paths.root)
+    # Register the logged model in the MLflow Model Registry under this name and point register_alias at the
+    # new version (task=live task.model=models:/NAME@champion trades it); needs tracking and log_model.
+    register_as: str | None = None
+    register_alias: str | None = "champion"
 
 
 @dataclass
@@ -131,8 +135,37 @@ class _BacktestKeys:
 BacktestTaskConfig = schema_from(DatasetSettings, name="BacktestTaskConfig", exclude=_NOT_TASK_KEYS,
                                  extra=_BacktestKeys, build_check=True)
 
+
+
+@dataclass
+class LiveTaskConfig:
+    """task=live (docs/live.md): paper trading on the simulator by default; a real terminal needs mode=live."""
+
+    name: str = "live"
+    mode: str = choice("paper", ("paper", "live"))
+    confirm_live: bool = False  # mode=live also needs this, TLS to the bridge and the API key from secrets
+    # A saved pipeline.zip or an MLflow model URI (models:/NAME@champion); null = ${paths.models}/<model_name>/
+    model: str | None = None
+    model_name: str = "lstm_5m"  # what the README's main command saves
+    session: str | None = None  # names the audit trail and the risk state; null = <model_name>-<symbol>-<magic>
+    magic: int = bounded(234_000, ge=1)
+    deviation: int = bounded(20, ge=0)
+    warmup: int | None = bounded(None, ge=2)  # closed bars before trading; null = what the features need
+    volume: str = choice("real", ("real", "tick"))  # the bar volume the features use (as the model was trained)
+    poll_interval: float = bounded(1.0, gt=0.0)  # seconds between looks at a feed that runs on its own
+    # The embedded simulator (connector=simulator): replay from here, replay_speed bar-seconds per second.
+    replay_start: str = "2024-03-20T00:00:00Z"
+    replay_speed: float = bounded(60.0, ge=0.0)  # 0 = as fast as the loop goes
+    max_signal_age: float | None = bounded(None, ge=0.0)  # seconds a closed bar may still trade; null = half a bar
+    flatten_on_stop: bool = False
+    heartbeat_seconds: float = bounded(10.0, gt=0.0)
+    max_bars: int | None = bounded(None, ge=1)  # end by itself after this many bars
+    smoke_bars: int = bounded(300, ge=1)  # smoke=true: bars replayed, as fast as possible
+    audit_fsync: bool = True  # the write-ahead of an order request is on disk before the order leaves
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "task": {"prepare": PrepareTaskConfig, "clean": CleanTaskConfig, "features": FeaturesTaskConfig,
              "train": TrainTaskConfig, "explain": ExplainTaskConfig, "backtest": BacktestTaskConfig,
-             "ingest": IngestTaskConfig, "backfill": BackfillTaskConfig},
+             "ingest": IngestTaskConfig, "backfill": BackfillTaskConfig, "live": LiveTaskConfig},
 }

@@ -43,8 +43,9 @@ class LitClassifier(lightning.LightningModule):
         self._train_n = 0
 
     def on_train_epoch_end(self) -> None:
-        if self._train_n:
-            self.log("train_loss", self._train_loss / self._train_n, prog_bar=True)
+        total, n = self._across_processes(self._train_loss, self._train_n)
+        if n:
+            self.log("train_loss", total / n, prog_bar=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -57,8 +58,19 @@ class LitClassifier(lightning.LightningModule):
         self._val_n = 0
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_n:
-            self.log("val_loss", self._val_loss / self._val_n, prog_bar=True)
+        total, n = self._across_processes(self._val_loss, self._val_n)
+        if n:
+            self.log("val_loss", total / n, prog_bar=True)
+
+    def _across_processes(self, loss_sum: torch.Tensor, count: int) -> tuple[torch.Tensor, float]:
+        """Sum and count over every DDP process (unchanged in one process), so each rank logs, stops early
+        and checkpoints on the loss of the whole span, not of its shard."""
+        if self.trainer.world_size == 1:
+            return loss_sum, float(count)
+        strategy = self.trainer.strategy
+        total = strategy.reduce(loss_sum.detach().clone(), reduce_op="sum")
+        n = strategy.reduce(torch.tensor(float(count), device=loss_sum.device), reduce_op="sum")
+        return total, float(n)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

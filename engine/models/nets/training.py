@@ -10,7 +10,7 @@ from typing import Any
 import lightning
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from engine.models.family import LoggerFactory, ModelSpec, Trained
 from engine.models.nets.lit import LitClassifier, drop_lightning_adverts, tensor_loader
@@ -47,18 +47,20 @@ def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray
     network = build_network(spec.model_type, x_tr.shape[-1], spec.output_dim, spec.params)
     module = LitClassifier(network, learning_rate=ts.learning_rate, weight_decay=ts.weight_decay)
     generator = torch.Generator().manual_seed(spec.seed)
-    train_loader = tensor_loader(scaler.transform(x_tr), y_tr, ts.batch_size, shuffle=True,
-                                 num_workers=ts.num_workers, generator=generator)
-    val_loader = None
-    cbs: list[Any] = list(callbacks or [])
+    steps = max(1, -(-len(x_tr) // ts.batch_size))  # optimiser steps per epoch, however many processes train
+    has_val = x_va is not None and y_va is not None
+    cbs: list[Any] = [*(callbacks or []), _EpochsRun()]
     if ts.enable_progress_bar:
         # redrawing the bar every step costs a measurable share of a small CPU step
-        cbs.append(TQDMProgressBar(refresh_rate=max(1, len(train_loader) // 50)))
+        cbs.append(TQDMProgressBar(refresh_rate=max(1, steps // 50)))
+    if "spawn" in str(ts.strategy):
+        # ddp_spawn pickles the module and loaders to its workers; the default file-descriptor passing of
+        # tensor storage fails in some containers (EINVAL resizing the shared file), named files do not
+        torch.multiprocessing.set_sharing_strategy("file_system")
     with tempfile.TemporaryDirectory(prefix="engine-fit-") as tmp:
         checkpoint = None
-        if x_va is not None and y_va is not None:
-            val_loader = tensor_loader(scaler.transform(x_va), y_va, max(ts.batch_size, 1024), shuffle=False,
-                                       num_workers=ts.num_workers)
+        if has_val:
+            # Under DDP only global rank 0 writes it (Lightning's strategy), into this process's temp dir.
             checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1,
                                          save_weights_only=True, filename="best")
             cbs.append(checkpoint)
@@ -70,7 +72,14 @@ def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray
             deterministic=ts.deterministic, enable_progress_bar=ts.enable_progress_bar, callbacks=cbs,
             logger=run_logger if run_logger is not None else False, default_root_dir=tmp,
             enable_checkpointing=checkpoint is not None, enable_model_summary=False, num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(50, len(train_loader))))
+            log_every_n_steps=max(1, min(50, steps)))
+        # batch_size is the global batch of one optimiser step: DDP's processes each take their share, so
+        # trainer=ddp changes the wall time, not the optimisation (a test compares it with one process)
+        per_process = max(1, ts.batch_size // trainer.world_size)
+        train_loader = tensor_loader(scaler.transform(x_tr), y_tr, per_process, shuffle=True,
+                                     num_workers=ts.num_workers, generator=generator)
+        val_loader = tensor_loader(scaler.transform(x_va), y_va, max(per_process, 1024), shuffle=False,
+                                   num_workers=ts.num_workers) if has_val else None
         with warnings.catch_warnings():
             # num_workers=0 is deliberate: batches are slices of in-memory tensors
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -81,7 +90,15 @@ def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray
         if checkpoint is not None and checkpoint.best_model_path:
             state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
             module.load_state_dict(state)
-        epochs_run = int(trainer.current_epoch)
+        # callback_metrics are what ddp_spawn's workers hand back to this process (current_epoch is not)
+        epochs_run = int(trainer.callback_metrics.get("epochs_run", trainer.current_epoch))
     network = module.network.to("cpu" if accelerator(spec) == "cpu" else module.device)
     network.eval()
     return Trained(network, scaler, epochs_run)
+
+
+class _EpochsRun(Callback):
+    """Epochs trained, as a callback metric (not logged): the one record that returns from DDP workers."""
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        pl_module.log("epochs_run", float(trainer.current_epoch + 1), logger=False, sync_dist=True)

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 from engine.errors import EngineError
 from engine.mt5.bridge.backend import MT5Backend
-from engine.mt5.server import ContractServer
+from engine.mt5.server import CONNECTION_TIMEOUT, MAX_CONNECTIONS, ContractServer
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 log = logging.getLogger("engine.mt5.bridge")
 
@@ -28,6 +30,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", default="MT5_BRIDGE_API_KEY", help="env var holding the bearer token")
     p.add_argument("--certfile", help="TLS certificate (PEM); with --keyfile enables https")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP on a non-loopback address (tokens and orders in clear text); "
+                        "without it the bridge refuses to")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help=f"open connections served at once; more get 503 (default {MAX_CONNECTIONS})")
+    p.add_argument("--idle-timeout", type=float, default=CONNECTION_TIMEOUT,
+                   help=f"seconds an idle connection is kept (default {CONNECTION_TIMEOUT:g})")
     p.add_argument("--symbols", default="", help="comma-separated symbols to serve (default: any)")
     p.add_argument("--max-bars", type=int, default=10_000, help="cap on bars per request (terminal max bars)")
     p.add_argument("--terminal-path", help="terminal64.exe path for MetaTrader5.initialize")
@@ -42,8 +51,12 @@ def build(args: argparse.Namespace) -> ContractServer:
     if not token:
         raise SystemExit(f"set the bearer token in ${args.api_key_env} (any long random string; clients use it "
                          "as connector.api_key)")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.certfile:
-        log.warning("serving on %s without TLS: tokens and orders travel in clear text", args.host)
+    if args.host not in _LOOPBACK and not args.certfile:
+        if not args.insecure_http:
+            raise SystemExit(f"refusing to serve plain HTTP on {args.host}: the token and orders would travel in "
+                             "clear text. Give --certfile and --keyfile, bind 127.0.0.1, or pass --insecure-http "
+                             "on a network you trust")
+        log.warning("serving on %s without TLS (--insecure-http): tokens and orders travel in clear text", args.host)
     init: dict[str, object] = {}
     if args.terminal_path:
         init["path"] = args.terminal_path
@@ -59,7 +72,8 @@ def build(args: argparse.Namespace) -> ContractServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.certfile, args.keyfile)
     return ContractServer(backend, api_key=token, host=args.host, port=args.port, max_bars=args.max_bars,
-                          ssl_context=context)
+                          ssl_context=context, max_connections=args.max_connections,
+                          connection_timeout=args.idle_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,6 +52,26 @@ def load_mt5() -> ModuleType:
                                "the terminal (pip install MetaTrader5); on other systems use the simulator") from None
 
 
+def package_request(mt5: ModuleType, req: contract.OrderRequest, price: float) -> dict[str, Any]:
+    """An ``order_send`` request dict in the package's constants (they carry the contract's names:
+    TRADE_ACTION_DEAL, ORDER_TYPE_BUY_LIMIT, ...)."""
+    action = getattr(mt5, "TRADE_ACTION_" + _name_of(req.action, contract.ACTIONS))
+    if req.action == contract.TRADE_ACTION_REMOVE:
+        return {"action": action, "order": req.order}
+    if req.action == contract.TRADE_ACTION_SLTP:
+        out = {"action": action, "position": req.position, "sl": float(req.sl), "tp": float(req.tp)}
+        return {**out, "symbol": req.symbol} if req.symbol else out
+    order_type = getattr(mt5, "ORDER_TYPE_" + _name_of(req.type, contract.ORDER_TYPES))
+    filling = getattr(mt5, "ORDER_FILLING_" + _name_of(req.type_filling, contract.FILLINGS))
+    out = {"action": action, "symbol": req.symbol, "volume": float(req.volume), "type": order_type,
+           "price": float(price), "sl": float(req.sl), "tp": float(req.tp), "deviation": int(req.deviation),
+           "magic": int(req.magic), "comment": req.comment, "type_time": mt5.ORDER_TIME_GTC,
+           "type_filling": filling}
+    if req.position:
+        out["position"] = int(req.position)
+    return out
+
+
 class MT5Backend:
     """Serves the contract from a running MetaTrader 5 terminal.
 
@@ -220,25 +240,6 @@ class MT5Backend:
         return [self._order_dict(_as_dict(o)) for o in rows or ()]
 
     # -- trading ----------------------------------------------------------------------------------------
-    def _request(self, req: contract.OrderRequest, price: float) -> dict[str, Any]:
-        mt5 = self.mt5
-        # The package's constants carry the contract's names: TRADE_ACTION_DEAL, ORDER_TYPE_BUY_LIMIT, ...
-        action = getattr(mt5, "TRADE_ACTION_" + _name_of(req.action, contract.ACTIONS))
-        if req.action == contract.TRADE_ACTION_REMOVE:
-            return {"action": action, "order": req.order}
-        if req.action == contract.TRADE_ACTION_SLTP:
-            out = {"action": action, "position": req.position, "sl": float(req.sl), "tp": float(req.tp)}
-            return {**out, "symbol": req.symbol} if req.symbol else out
-        order_type = getattr(mt5, "ORDER_TYPE_" + _name_of(req.type, contract.ORDER_TYPES))
-        filling = getattr(mt5, "ORDER_FILLING_" + _name_of(req.type_filling, contract.FILLINGS))
-        out = {"action": action, "symbol": req.symbol, "volume": float(req.volume), "type": order_type,
-               "price": float(price), "sl": float(req.sl), "tp": float(req.tp), "deviation": int(req.deviation),
-               "magic": int(req.magic), "comment": req.comment, "type_time": mt5.ORDER_TIME_GTC,
-               "type_filling": filling}
-        if req.position:
-            out["position"] = int(req.position)
-        return out
-
     def _send(self, request: dict[str, Any], req: contract.OrderRequest) -> dict[str, Any]:
         """order_send under the lock; an unknown outcome is reconciled by magic+comment before answering."""
         mt5 = self.mt5
@@ -282,7 +283,7 @@ class MT5Backend:
                 if not tick:
                     return contract.result(contract.RETCODE_PRICE_OFF, comment="no quote for the symbol")
                 price = float(tick["ask"] if req.type == contract.ORDER_TYPE_BUY else tick["bid"])
-            return self._send(self._request(req, price), req)
+            return self._send(package_request(self.mt5, req, price), req)
 
         return self._locked(run)
 
@@ -302,6 +303,6 @@ class MT5Backend:
                                         type=contract.ORDER_TYPE_SELL if buy_pos else contract.ORDER_TYPE_BUY,
                                         deviation=deviation,
                                         magic=magic or int(pos.get("magic", 0)), comment=comment, position=ticket)
-            return self._send(self._request(req, float(tick["bid"] if buy_pos else tick["ask"])), req)
+            return self._send(package_request(self.mt5, req, float(tick["bid"] if buy_pos else tick["ask"])), req)
 
         return self._locked(run)

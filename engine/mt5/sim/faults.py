@@ -88,3 +88,7 @@ class Faults:
                 return None
             self.trickle_next -= 1
             return self.trickle_interval
+
+    def may_block(self) -> bool:
+        """Whether a request may sleep here (latency, a stalled answer): then it runs off the event loop."""
+        return bool(self.settings.latency_ms) or self.stall_next > 0

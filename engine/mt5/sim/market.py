@@ -31,6 +31,8 @@ class SimMarket:
     between a client's quote and its order.
     """
 
+    blocking = False  # every call is a short computation: the server runs it on its event loop
+
     def __init__(self, bars: pd.DataFrame | None = None, settings: SimSettings | None = None, *,
                  ticks: pd.DataFrame | None = None) -> None:
         self.settings = settings or SimSettings()

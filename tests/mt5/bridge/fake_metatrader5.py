@@ -134,11 +134,24 @@ def make_module(market: SimMarket, *, call_delay: float = 0.0) -> types.ModuleTy
                       r["tick_volume"], r["spread"], int(r["real_volume"]))
         return out
 
+    def unknown_is_none(fn: Any) -> Any:
+        """The package answers an unknown symbol with None (and last_error), never an exception."""
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except InvalidRequestError:
+                fail(-1, "Terminal: Call failed")
+                return None
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
     @tracked
+    @unknown_is_none
     def copy_rates_from_pos(symbol: str, timeframe: int, start_pos: int, count: int) -> Any:
         return _rates(market.rates_from_pos(symbol, parse(_TF_BY_CONST[timeframe]), start_pos, count))
 
     @tracked
+    @unknown_is_none
     def copy_rates_range(symbol: str, timeframe: int, date_from: datetime, date_to: datetime) -> Any:
         return _rates(market.rates_range(symbol, parse(_TF_BY_CONST[timeframe]), _naive(date_from), _naive(date_to)))
 

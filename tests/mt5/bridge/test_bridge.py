@@ -49,6 +49,16 @@ def test_bridge_cli_refuses_to_start_without_a_token() -> None:
     assert "MT5_BRIDGE_API_KEY" in out.stderr
 
 
+def test_bridge_cli_refuses_plain_http_beyond_loopback_unless_told() -> None:
+    token = {"MT5_BRIDGE_API_KEY": "a-long-random-token-for-this-test"}
+    refused = _run("", "-m", "engine.mt5.bridge", "--host", "0.0.0.0", "--port", "0", env=token)
+    assert refused.returncode != 0
+    assert "refusing to serve plain HTTP on 0.0.0.0" in refused.stderr and "--insecure-http" in refused.stderr
+    # With the flag it gets past the TLS rule, to the next thing missing here: the MetaTrader5 package.
+    told = _run("", "-m", "engine.mt5.bridge", "--host", "0.0.0.0", "--port", "0", "--insecure-http", env=token)
+    assert told.returncode != 0 and "pip install MetaTrader5" in told.stderr
+
+
 def test_package_calls_are_serialised(make_bridge: Callable[..., BridgeUnderTest]) -> None:
     bridge = make_bridge(call_delay=0.005)
     errors: list[BaseException] = []

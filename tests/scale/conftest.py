@@ -1,0 +1,83 @@
+"""Fixtures for the scale-out tests: the services of tests/scale/services.py, started once per session (the
+Ray cluster once per module) and stopped by process id afterwards.
+
+Under CI a missing piece (the `.venv-ray` environment that ``scripts/install.sh --test`` makes, or the
+right to create a network namespace) fails the tests that need it instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.conftest import in_ci
+from tests.pgcluster import PgServer
+from tests.scale.services import (
+    RAY_VENV_BIN,
+    MlflowServer,
+    RayCluster,
+    S3Server,
+    start_mlflow,
+    start_s3,
+    stop,
+)
+
+
+def _missing(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"{reason}; CI installs and runs it (scripts/install.sh --test)", pytrace=False)
+    pytest.skip(reason)
+
+
+def create_database(pg: PgServer, name: str) -> str:
+    """A fresh database on the harness's PostgreSQL; returns its SQLAlchemy URL (with the password)."""
+    conn = psycopg2.connect(**pg.kwargs(), sslmode="require")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return f"postgresql+psycopg2://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}?sslmode=require"
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(pg: PgServer, s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    s3.client().create_bucket(Bucket="mlflow")
+    backend = create_database(pg, "mlflow")
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow-server"), backend, "s3://mlflow/artifacts", s3)
+    try:
+        yield server
+    finally:
+        stop(server.proc)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    if not (RAY_VENV_BIN / "ray").exists():
+        _missing(f"no Ray environment at {RAY_VENV_BIN.parent} (bash scripts/install.sh --test makes it)")
+    probe = subprocess.run(["unshare", "--net", "--", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        _missing(f"cannot create a network namespace for the Ray cluster: {probe.stderr.strip()}")
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
