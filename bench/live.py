@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import logging
 import tempfile
 import threading
@@ -176,11 +177,15 @@ def run_loop(pipe: MLPipeline, features: FeatureEngineering, tf: Timeframe, bars
         return state
 
     risk = RiskManager.from_limits(broker, RiskLimits(max_drawdown=1.0, max_daily_loss=1.0, max_position_size=1.0))
-    loop = LiveLoop(settings=LiveSettings(bar_seconds=tf.seconds, session="bench", warmup=warmup, max_bars=n),
+    loop = LiveLoop(settings=LiveSettings(bar_seconds=tf.seconds, session="bench", warmup=warmup, max_bars=n,
+                                          freeze_gc=True),
                     decision=decision, features=timed_make, model=PipelinePredictor(pipe),
                     feed=BrokerBarFeed(broker, "BTCUSD", tf), clock=ReplayClock(market, tf), broker=broker,
                     risk=risk, audit=AuditLog(audit, "bench"), atr=Atr(14))
-    stats = loop.run(threading.Event())
+    try:
+        stats = loop.run(threading.Event())
+    finally:
+        gc.unfreeze()  # as task=live does, for the run; the next run starts from a clean slate
     skip = WARM_ORDERS  # the first calls load compiled kernels and fill caches: steady state is what is timed
     return np.asarray(stats.latencies[skip:]) * 1e3, np.asarray(steps[skip:]) * 1e3
 

@@ -2,13 +2,16 @@
 
 Goals: `--help` <= 1.0x torch (issue 2); `--cfg job` back near its 0.34 s / 0.20x before the config schemas were
 generated from the components (issue 9). The cases run in interleaved rounds (one of each per round) and each
-reports its median, so load from other jobs slows all of them alike.
+reports its median wall time and its median CPU time (user + system of the child process). Wall time swings
+with load from other jobs; the CPU time of a single-threaded start-up hardly does, so read that column when
+the machine is busy.
 Run: .venv/bin/python bench/startup.py [--repeat 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -18,13 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(cmd: list[str], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out.append(time.perf_counter() - t0)
-    return out
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``cmd``."""
+    before = os.times()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
 def main() -> None:
@@ -38,16 +42,17 @@ def main() -> None:
         "register_configs() (schemas, no compose)": [
             sys.executable, "-c", "from engine.config import register_configs; register_configs()"],
     }
-    timed(cases["import torch"], 1)  # warm the page cache so the first case is not penalised
-    runs: dict[str, list[float]] = {name: [] for name in cases}
+    timed(cases["import torch"])  # warm the page cache so the first case is not penalised
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(args.repeat):
         for name, cmd in cases.items():
-            runs[name] += timed(cmd, 1)
-    med = {name: statistics.median(values) for name, values in runs.items()}
-    ref = med["import torch"]
-    print(f"{'case':<42}{'median s':>10}{'vs torch':>10}")
-    for name, value in med.items():
-        print(f"{name:<42}{value:>10.3f}{value / ref:>9.2f}x")
+            runs[name].append(timed(cmd))
+    wall = {name: statistics.median(w for w, _ in values) for name, values in runs.items()}
+    cpu = {name: statistics.median(c for _, c in values) for name, values in runs.items()}
+    print(f"{'case':<42}{'wall s':>8}{'vs torch':>10}{'cpu s':>8}{'vs torch':>10}")
+    for name in cases:
+        print(f"{name:<42}{wall[name]:>8.3f}{wall[name] / wall['import torch']:>9.2f}x"
+              f"{cpu[name]:>8.3f}{cpu[name] / cpu['import torch']:>9.2f}x")
 
 
 if __name__ == "__main__":

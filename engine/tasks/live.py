@@ -176,7 +176,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         settings = LiveSettings(symbol=str(cfg.symbol), bar_seconds=bar.seconds, session=session,
                                 magic=int(cfg.task.magic), deviation=int(cfg.task.deviation), warmup=warmup,
                                 max_signal_age=cfg.task.max_signal_age, flatten_on_stop=bool(cfg.task.flatten_on_stop),
-                                heartbeat_seconds=float(cfg.task.heartbeat_seconds),
+                                heartbeat_seconds=float(cfg.task.heartbeat_seconds), freeze_gc=True,
                                 max_bars=int(cfg.task.smoke_bars) if cfg.smoke else cfg.task.max_bars)
         client = build_connector(cfg)
         try:

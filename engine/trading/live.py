@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 import math
 import threading
@@ -95,6 +96,10 @@ class LiveSettings:
     flatten_on_stop: bool = False
     heartbeat_seconds: float = 10.0
     max_bars: int | None = None  # end by itself after this many bars (smoke runs, tests)
+    # After the warm-up, move every object alive (model, history, feature state) out of the garbage
+    # collector's scans: a full collection over them would land on some bar's latency. Process-wide:
+    # for a process that runs one session (task=live), not for a library caller.
+    freeze_gc: bool = False
 
     @property
     def signal_age(self) -> float:
@@ -186,6 +191,9 @@ class LiveLoop:
         self.last_time = history.index[-1]
         self.reconcile(None, why="start")
         self.audit.flush()
+        if self.settings.freeze_gc:
+            gc.collect()
+            gc.freeze()
         self.state = "running"
         return list(catch_up.iterrows())
 

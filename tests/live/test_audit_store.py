@@ -93,7 +93,7 @@ def test_a_failed_append_keeps_the_records_for_the_next_flush(tmp_path: Path) ->
     store = Flaky(tmp_path / "audit")
     log = AuditLog(store, "s4")
     log.add("bar", _bar(0))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         log.flush()
     log.add("bar_done", _bar(0))
     log.flush()
