@@ -38,7 +38,9 @@ def quotes(hours: float, per_second: float = 10.0, seed: int = 3) -> pd.DataFram
                         index=pd.DatetimeIndex(T0 + pd.to_timedelta(ms, unit="ms"), name="timestamp"))
 
 
-def raw_rate(sim: Simulator, kind: str, start: pd.Timestamp, end: pd.Timestamp, span: pd.Timedelta) -> float:
+def raw_rate(sim: Simulator, kind: str, start: pd.Timestamp, end: pd.Timestamp,
+             span: pd.Timedelta) -> tuple[int, float]:
+    """Rows the simulator serves over [start, end) (what is visible at its clock) and rows/s doing so."""
     rows = 0
     with MT5RestClient(sim.url, DEV_TOKEN, server_time_offset_hours=2, max_bars=sim.settings.max_bars) as client:
         t0 = time.perf_counter()
@@ -48,7 +50,7 @@ def raw_rate(sim: Simulator, kind: str, start: pd.Timestamp, end: pd.Timestamp, 
             frame = client.ticks_range("BTCUSD", lo, hi) if kind == "ticks" else client.bars_range("BTCUSD", "M1", lo, hi)
             rows += len(frame)
             lo = hi
-        return rows / (time.perf_counter() - t0)
+        return rows, rows / (time.perf_counter() - t0)
 
 
 def _run(sim: Simulator, store: object, settings: IngestSettings, until: Callable[[dict], bool],
@@ -85,14 +87,12 @@ def one_store(name: str, make_store: Callable[[], object], seconds: float) -> No
     # Throughput: everything is visible at once.
     ahead = SimSettings(start=ticks.index[-1].isoformat(), max_bars=10_000)
     with Simulator(ticks=ticks, settings=ahead) as sim:
-        raw = raw_rate(sim, "ticks", T0, ticks.index[-1] + pd.Timedelta(seconds=1), pd.Timedelta("10min"))
-        counts, secs = _run(sim, _fresh(make_store()), _settings(timeframes=()),
-                            lambda c: c["rows_written"] >= len(ticks))
+        want, raw = raw_rate(sim, "ticks", T0, ticks.index[-1] + pd.Timedelta(seconds=1), pd.Timedelta("10min"))
+        counts, secs = _run(sim, _fresh(make_store()), _settings(timeframes=()), lambda c: c["rows_written"] >= want)
         rate = counts["rows_written"] / secs
         print(f"{'ticks, sustained (all visible, from the start)':<52}{rate:>12,.0f}{raw:>13,.0f}{rate / raw:>7.2f}")
     with Simulator(bars=bars, settings=SimSettings(max_bars=10_000)) as sim:
-        raw = raw_rate(sim, "bars", bars.index[0], bars.index[-1], pd.Timedelta(minutes=10_000))
-        want = len(bars) - 1  # the last bar is the forming one
+        want, raw = raw_rate(sim, "bars", bars.index[0], bars.index[-1], pd.Timedelta(minutes=10_000))
         counts, secs = _run(sim, _fresh(make_store()), _settings(ticks=False, timeframes=("M1",),
                                                                  start=bars.index[0].isoformat()),
                             lambda c: c["rows_written"] >= want)
@@ -130,18 +130,24 @@ def pipeline_part(servers: list[str], seconds: float, start: Callable) -> None:
             print(f"\n{name}: skipped ({exc})")
             continue
         try:
-            with TimescaleDBClient(**server.kwargs()) as db:
-                db.create_schema()
-                label = "TimescaleDB" if db.hypertables else "PostgreSQL"
-            clients: list[TimescaleDBClient] = []
-
-            def make() -> TimescaleDBClient:
-                clients.append(TimescaleDBClient(**server.kwargs()))
-                clients[-1].create_schema()
-                return clients[-1]
-
-            one_store(label, make, seconds)
-            for client in clients:
-                client.close()
+            _database(server, seconds)
         finally:
             server.stop()
+
+
+def _database(server: object, seconds: float) -> None:
+    with TimescaleDBClient(**server.kwargs()) as db:
+        db.create_schema()
+        label = "TimescaleDB" if db.hypertables else "PostgreSQL"
+    clients: list[TimescaleDBClient] = []
+
+    def make() -> TimescaleDBClient:
+        clients.append(TimescaleDBClient(**server.kwargs()))  # one connection per ingestor thread
+        clients[-1].create_schema()
+        return clients[-1]
+
+    try:
+        one_store(label, make, seconds)
+    finally:
+        for client in clients:
+            client.close()

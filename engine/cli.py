@@ -112,6 +112,10 @@ def _app(args: list[str]) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if any(a in ("-v", "--verbose") for a in args):
+        # engine's own flag (Hydra has none): library INFO lines on the terminal again, engine's at DEBUG
+        args = [a for a in args if a not in ("-v", "--verbose")] + ["hydra.verbose=engine"]
+        sys.argv[1:] = args
     if any(a in ("-h", "--help") for a in args):
         print(help_text())
         return

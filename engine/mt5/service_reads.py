@@ -109,8 +109,6 @@ class Reads:
         return rows
 
     def _history_orders(self, params: Mapping[str, Any]) -> Any:
-        if params.get("ticket") is not None and not any(params.get(k) for k in ("start", "end")):
-            return [o for o in self.backend.history_orders(_FAR_PAST, _FAR_FUTURE) if o["ticket"] == params["ticket"]]
         rows = self.backend.history_orders(*_history_range(params))
         if params.get("ticket") is not None:
             rows = [o for o in rows if o["ticket"] == params["ticket"]]

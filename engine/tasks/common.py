@@ -22,6 +22,7 @@ from engine.config.build import build
 from engine.redact import install_log_redaction, redact_mapping
 from engine.sources.base import BarSource
 from engine.storage.base import Store
+from engine.tasks.console import configure_logging, job_label
 from engine.tasks.sweeps import trial_tags
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
 
@@ -112,8 +113,18 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
     all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **trial_tags(cfg),
                 **(tags or {})}
     yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
-    with start_run(settings, params=flatten(cfg), tags=all_tags, config_yaml=yaml) as run:
+    configure_logging(job_label())
+    # what the run logs is also kept in the Hydra run folder, so tracking=off loses nothing but the UI
+    with start_run(settings, params=flatten(cfg), tags=all_tags, config_yaml=yaml, local_dir=run_folder()) as run:
         yield run
+
+
+def run_folder() -> str | None:
+    """The Hydra run folder of this job (None outside a Hydra job)."""
+    try:
+        return str(HydraConfig.get().runtime.output_dir)
+    except (ValueError, MissingMandatoryValue):
+        return None
 
 
 def build_source(cfg: DictConfig) -> BarSource:

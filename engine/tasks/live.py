@@ -135,9 +135,14 @@ def stores(cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def session_name(cfg: DictConfig, bar: Timeframe) -> str:
+    """task.session, else one per strategy instance; the embedded simulator opens a fresh account in every
+    process, so each of its runs is a session of its own (nothing to resume, no risk history to inherit)."""
     if cfg.task.session:
         return str(cfg.task.session)
-    return re.sub(r"[^A-Za-z0-9_.@+-]", "_", f"{cfg.task.model_name}-{cfg.symbol}-{bar.mt5}-{cfg.task.magic}")
+    name = f"{cfg.task.model_name}-{cfg.symbol}-{bar.mt5}-{cfg.task.magic}"
+    if cfg.connector.get("_target_") == SIMULATOR:
+        name += dt.datetime.now(dt.UTC).strftime("-paper-%Y%m%dT%H%M%S")
+    return re.sub(r"[^A-Za-z0-9_.@+-]", "_", name)
 
 
 @contextmanager

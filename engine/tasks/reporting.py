@@ -1,7 +1,9 @@
-"""Post-run reporting: a configured list of small steps, each logging one plot (and its data) to MLflow.
+"""Post-run reporting: a configured list of small steps, each logging one plot (and its data) to the run.
 
 ``task.report: [confusion_matrix, feature_importance, equity_curve]`` picks the steps; each is a plain
-function of a :class:`ReportContext`. Plots are drawn with matplotlib's Agg backend (no display needed).
+function of a :class:`ReportContext`. The run keeps what they log in MLflow and in the Hydra run folder
+(:class:`engine.tracking.mlflow.Run`), so the plots exist with ``tracking=off`` too. The figures are
+drawn by :mod:`engine.tasks.plots`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.tasks import plots
 from engine.tracking.mlflow import Run
 from engine.trading.backtest import BacktestResult
+from engine.trading.performance import periods_per_year
+
+EQUITY_POINTS = 500  # the equity curve as a stepped metric: at most this many points per run
 
 
 @dataclass
@@ -30,15 +36,17 @@ class ReportContext:
     max_samples: int = 1000
     top_k: int = 20
     seed: int = 0
+    bar_seconds: float | None = None  # for the annualisation note on the equity plot
+
+
+def sharpe_note(bar_seconds: float) -> str:
+    """How Sharpe and Sortino are annualised (engine.trading.performance states the convention)."""
+    return (f"Sharpe/Sortino are annualised: per-bar mean/std x sqrt({periods_per_year(bar_seconds):,.0f} bars a "
+            f"year at {bar_seconds:g}s bars; 365-day year, risk-free rate 0)")
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return plots.pyplot()
 
 
 def _log(ctx: ReportContext, fig: Any, name: str) -> str:
@@ -61,21 +69,11 @@ def _sample_rows(ctx: ReportContext) -> np.ndarray:
 
 
 def confusion_matrix(ctx: ReportContext) -> dict[str, float]:
-    plt = _pyplot()
     k = ctx.proba.shape[1]
     pred = ctx.proba.argmax(axis=1)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (ctx.y_eval.astype(int), pred), 1)
-    fig, ax = plt.subplots(figsize=(4 + 0.4 * k, 3.5 + 0.4 * k))
-    ax.imshow(counts, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, f"{counts[i, j]:,}", ha="center", va="center",
-                    color="white" if counts[i, j] > counts.max() / 2 else "black")
-    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class",
-           title=f"confusion matrix ({ctx.span}, n={counts.sum():,})")
-    fig.tight_layout()
-    _log(ctx, fig, f"confusion_matrix_{ctx.span}")
+    _log(ctx, plots.confusion_figure(counts, ctx.span), f"confusion_matrix_{ctx.span}")
     ctx.run.log_dict({"labels": list(range(k)), "counts": counts.tolist()}, f"report/confusion_matrix_{ctx.span}.json")
     return {}
 
@@ -125,33 +123,35 @@ def feature_importance(ctx: ReportContext) -> dict[str, float]:
 def equity_curve(ctx: ReportContext) -> dict[str, float]:
     if ctx.backtest is None:
         return {}
-    plt = _pyplot()
     frame = ctx.backtest.frame
-    equity = frame["equity"]
-    hold = equity.iloc[0] * np.cumprod(1.0 + frame["price_return"].to_numpy())
-    peak = np.maximum.accumulate(equity.to_numpy())
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(3, 1))
-    top.plot(equity.index, equity.to_numpy(), label="strategy (net of costs)")
-    top.plot(equity.index, hold, label="buy and hold", alpha=0.6)
-    top.set(title=f"next-bar backtest ({ctx.span})", ylabel="equity")
-    top.legend(loc="best")
-    bottom.fill_between(equity.index, 0, -(1 - equity.to_numpy() / peak), color="tab:red", alpha=0.5)
-    bottom.set(ylabel="drawdown")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    _log(ctx, fig, f"equity_curve_{ctx.span}")
+    note = sharpe_note(ctx.bar_seconds) if ctx.bar_seconds else ""
+    _log(ctx, plots.equity_figure(frame, ctx.backtest.metrics, ctx.span, note), f"equity_curve_{ctx.span}")
     ctx.run.log_text(frame.to_csv(), f"report/backtest_{ctx.span}.csv")
+    # the same curve as a stepped metric (equity relative to the start, at most EQUITY_POINTS steps): MLflow's
+    # compare view overlays the runs' curves, which it cannot do with images
+    equity = frame["equity"].to_numpy(dtype="float64")
+    steps = np.unique(np.linspace(0, len(equity) - 1, min(EQUITY_POINTS, len(equity))).astype(int))
+    if len(steps):
+        ctx.run.log_series(f"{ctx.span}_equity_curve", equity[steps] / equity[0], steps.tolist())
     return {}
 
 
 def shap_summary(ctx: ReportContext) -> dict[str, float]:
     rows = _sample_rows(ctx)
-    attr = ctx.pipeline.explain(_take(ctx.X_eval, rows), method="shap", max_samples=ctx.max_samples)
+    sample = _take(ctx.X_eval, rows)
+    attr = ctx.pipeline.explain(sample, method="shap", max_samples=ctx.max_samples)
     values = attr.iloc[:, 0] if isinstance(attr, pd.DataFrame) else pd.Series(attr)
     values = values.sort_values(ascending=False)
     ctx.run.log_text(values.to_csv(), f"report/shap_{ctx.span}.csv")
-    fig = _bar_plot(values.head(ctx.top_k), f"SHAP summary: mean |attribution| ({ctx.span}, {len(rows):,} rows)",
-                    "mean |SHAP value|")
+    raw = getattr(ctx.pipeline, "shap_values_", None)
+    if raw is None:  # no per-row values: the bars alone
+        fig = _bar_plot(values.head(ctx.top_k), f"SHAP summary: mean |attribution| ({ctx.span}, {len(rows):,} rows)",
+                        "mean |SHAP value|")
+    else:
+        x = np.asarray(sample[ctx.feature_names] if isinstance(sample, pd.DataFrame) else sample, dtype="float64")
+        shap, feats = plots.per_feature(np.asarray(raw), x)
+        fig = plots.shap_figure(values, shap, feats, ctx.feature_names, ctx.span, ctx.top_k,
+                                np.random.default_rng(ctx.seed))
     _log(ctx, fig, f"shap_summary_{ctx.span}")
     return {}
 

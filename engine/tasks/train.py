@@ -17,6 +17,7 @@ from rich.console import Console
 from engine.data.dataset import Dataset
 from engine.errors import ConfigError
 from engine.tasks.common import job_run, phase
+from engine.tasks.console import job_console
 from engine.tasks.dvc_wiring import check_dvc_track, data_version_tags, write_metrics
 from engine.tasks.model_wiring import MODEL_FILE, build_dataset, dataset_builder, model_dir
 from engine.tracking.mlflow import Run
@@ -77,7 +78,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     from engine.tasks.sweeps import pruning_callbacks
     from engine.tracking.model_hooks import install, run_hooks
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = job_console()
     check_objective(cfg.task.get("objective"))
     if cfg.task.get("register_as") and not (cfg.task.save_model and cfg.task.log_model and cfg.tracking.enabled):
         raise ConfigError("task.register_as", "registers the MLflow model the run logs: needs task.save_model, "
@@ -125,15 +126,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
         _report(cfg, tracked, console, ReportContext(
             run=tracked, pipeline=pipe, X_eval=data.take(test), y_eval=data.y[test], proba=test_proba,
             feature_names=data.feature_names, backtest=test_bt, span="test",
-            max_samples=min(samples, SMOKE_REPORT_SAMPLES) if cfg.smoke else samples, seed=int(cfg.seed)), run_steps)
+            max_samples=min(samples, SMOKE_REPORT_SAMPLES) if cfg.smoke else samples, seed=int(cfg.seed),
+            bar_seconds=data.bar_seconds), run_steps)
         if cfg.task.save_model:
             _save(cfg, pipe, tracked, console, data)
-        _summary(console, metrics)
+        _summary(console, metrics, data.bar_seconds)
     return metrics
 
 
 def _report(cfg: DictConfig, tracked: Run, console: Console, ctx: Any, run_steps: Any) -> None:
-    if not tracked.active or not cfg.task.report:
+    if not tracked.records or not cfg.task.report:
         return
     with phase(console, f"report: {', '.join(cfg.task.report)}"):
         extra = run_steps(list(cfg.task.report), ctx)
@@ -162,7 +164,10 @@ def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Data
                 console.print(f"registered {registered.name} version {registered.version} ({registered.uri})")
 
 
-def _summary(console: Console, metrics: dict[str, float]) -> None:
+def _summary(console: Console, metrics: dict[str, float], bar_seconds: float) -> None:
+    from engine.tasks.console import print_metrics
+    from engine.tasks.reporting import sharpe_note
+
     keys = ("val_f1", "val_sharpe", "test_accuracy", "test_f1", "test_roc_auc", "test_total_return", "test_sharpe",
             "test_max_drawdown", "test_hit_rate", "test_n_trades")
-    console.print("  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+    print_metrics(console, metrics, keys, sharpe_note(bar_seconds))

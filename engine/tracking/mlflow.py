@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +36,26 @@ class TrackingSettings:
 
 
 class Run:
-    """Logging surface of one run; a disabled run accepts every call and records nothing."""
+    """Logging surface of one run. Everything logged also lands in ``local_dir`` when one is given (the Hydra
+    run folder), with or without MLflow: metrics in ``metrics.json``, tags in ``tags.json``, artifacts at their
+    artifact path; so ``tracking=off`` loses nothing but the UI. Without either, every call records nothing."""
 
-    def __init__(self, client: Any | None, run_id: str | None, tracking_uri: str | None) -> None:
+    def __init__(self, client: Any | None, run_id: str | None, tracking_uri: str | None,
+                 local_dir: str | Path | None = None) -> None:
         self._client = client
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self.local = LocalRecord(Path(local_dir)) if local_dir else None
 
     @property
     def active(self) -> bool:
+        """An MLflow run is open (tracking enabled)."""
         return self._client is not None
+
+    @property
+    def records(self) -> bool:
+        """Something keeps what is logged: MLflow, the run folder, or both."""
+        return self._client is not None or self.local is not None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self._client:
@@ -55,6 +68,8 @@ class Run:
             self._client.log_batch(self.run_id, params=items[i:i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.local is not None:
+            self.local.metrics(metrics, step)
         if not self._client:
             return
         import time
@@ -66,13 +81,32 @@ class Run:
         for i in range(0, len(items), 1000):
             self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
 
+    def log_series(self, key: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        """One metric at many steps in one call (a curve: the compare view overlays runs' curves)."""
+        if self.local is not None:
+            self.local.series(key, values, steps)
+        if not self._client:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]
+        for i in range(0, len(items), 1000):
+            self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.local is not None:
+            self.local.tags(redact_mapping(tags))
         if not self._client:
             return
         for key, value in redact_mapping(tags).items():
             self._client.set_tag(self.run_id, key, str(value))
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        if self.local is not None:
+            self.local.path(artifact_file).write_text(redact_text(text), encoding="utf-8")
         if self._client:
             self._client.log_text(self.run_id, redact_text(text), artifact_file)
 
@@ -80,12 +114,64 @@ class Run:
         self.log_text(json.dumps(data, indent=2, default=str, sort_keys=True), artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.local is not None and Path(path).is_file():
+            target = self.local.path(f"{artifact_path}/{Path(path).name}" if artifact_path else Path(path).name)
+            if target.resolve() != Path(path).resolve():
+                shutil.copyfile(path, target)
         if self._client:
             self._client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
+        if self.local is not None:
+            figure.savefig(self.local.path(artifact_file), dpi=110)
         if self._client:
             self._client.log_figure(self.run_id, figure, artifact_file)
+
+
+
+class LocalRecord:
+    """What a run logs, kept in a folder: the last value of every metric (``metrics.json``; stepped metrics
+    also as ``metrics/<name>.csv`` rows of step,value), the tags (``tags.json``) and each artifact."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._metrics: dict[str, float | None] = {}
+        self._tags: dict[str, str] = {}
+
+    def path(self, artifact_file: str) -> Path:
+        target = (self.root / artifact_file).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise ValueError(f"artifact path {artifact_file!r} leaves the run folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def metrics(self, metrics: Mapping[str, float], step: int | None) -> None:
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            number = float(value)
+            self._metrics[key] = number if math.isfinite(number) else None  # JSON has no NaN
+            if step is not None:
+                rows = self.path(f"metrics/{key}.csv")
+                new = not rows.exists()
+                with rows.open("a", encoding="utf-8") as out:
+                    out.write(("step,value\n" if new else "") + f"{step},{number!r}\n")
+        self._write("metrics.json", self._metrics)
+
+    def series(self, key: str, values: Sequence[float], steps: Sequence[int]) -> None:
+        rows = "".join(f"{int(step)},{float(v)!r}\n" for v, step in zip(values, steps, strict=True))
+        self.path(f"metrics/{key}.csv").write_text("step,value\n" + rows, encoding="utf-8")
+
+    def tags(self, tags: Mapping[str, Any]) -> None:
+        self._tags.update({k: str(v) for k, v in tags.items()})
+        self._write("tags.json", self._tags)
+
+    def _write(self, name: str, body: Mapping[str, Any]) -> None:
+        # replaced atomically: a reader (dvc, a user's script) never sees half a file
+        target = self.path(name)
+        tmp = target.with_name(f".{name}.tmp")
+        tmp.write_text(json.dumps(dict(sorted(body.items())), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
 
 
 def _param_text(value: Any) -> str:
@@ -126,10 +212,13 @@ def _experiment_id(client: Any, settings: TrackingSettings) -> str:
 
 @contextmanager
 def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Mapping[str, Any],
-              config_yaml: str | None = None) -> Iterator[Run]:
-    """Open a run, log params/tags/config, yield it, and close it FINISHED or FAILED."""
+              config_yaml: str | None = None, local_dir: str | Path | None = None) -> Iterator[Run]:
+    """Open a run, log params/tags/config, yield it, and close it FINISHED or FAILED; with ``local_dir``, what
+    the run logs is also kept there (tracking on or off)."""
     if not settings.enabled:
-        yield Run(None, None, None)
+        run = Run(None, None, None, local_dir)
+        run.set_tags(tags)
+        yield run
         return
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -138,7 +227,7 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
     exp_id = _experiment_id(client, settings)
     name = redact_text(settings.run_name) if settings.run_name else None
     created = client.create_run(exp_id, run_name=name)
-    run = Run(client, created.info.run_id, settings.uri)
+    run = Run(client, created.info.run_id, settings.uri, local_dir)
     log.info("MLflow run %s in experiment %r (%s)", run.run_id, settings.experiment, settings.uri)
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(settings.uri)

@@ -61,7 +61,7 @@ def broker(sample_bars: pd.DataFrame) -> Any:
 def test_sigkill_between_decision_and_answer_then_restart(broker: Simulator, model: Any, tmp_path: Path) -> None:
     model_path = model.save_copy(tmp_path / "models" / "restart" / "pipeline.zip")
     log = tmp_path / "engine.log"
-    broker.faults.stall_next, broker.faults.only_route, broker.faults.stall_seconds = 1, "/order", 25.0
+    broker.faults.stall_next, broker.faults.only_route, broker.faults.stall_seconds = 1, "/order", 15.0
 
     first = _engine(tmp_path, broker.url, model_path, log)
     try:

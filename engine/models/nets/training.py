@@ -10,7 +10,7 @@ from typing import Any
 import lightning
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from engine.models.family import LoggerFactory, ModelSpec, Trained
 from engine.models.nets.lit import LitClassifier, drop_lightning_adverts, tensor_loader
@@ -41,6 +41,7 @@ def train_network(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.
 def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray | None, y_va: np.ndarray | None,
            epochs: int | None, callbacks: list[Any] | None, run_logger: Any) -> Trained:
     drop_lightning_adverts()
+    _log_once()
     ts = spec.trainer
     scaler = StandardScaler.fit(x_tr)
     lightning.seed_everything(spec.seed, workers=True, verbose=False)
@@ -51,8 +52,9 @@ def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray
     has_val = x_va is not None and y_va is not None
     cbs: list[Any] = [*(callbacks or []), _EpochsRun()]
     if ts.enable_progress_bar:
-        # redrawing the bar every step costs a measurable share of a small CPU step
-        cbs.append(TQDMProgressBar(refresh_rate=max(1, steps // 50)))
+        # rich, like the job's phase lines (one progress style); redrawing every step costs a measurable
+        # share of a small CPU step
+        cbs.append(_Progress(refresh_rate=max(1, steps // 50), leave=False))
     if "spawn" in str(ts.strategy):
         # ddp_spawn pickles the module and loaders to its workers; the default file-descriptor passing of
         # tensor storage fails in some containers (EINVAL resizing the shared file), named files do not
@@ -86,6 +88,8 @@ def _train(spec: ModelSpec, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning vs torch 2.13 pytree API
+            # losses are reduced over DDP processes by LitClassifier itself, in the same order on every rank
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             trainer.fit(module, train_loader, val_loader)
         if checkpoint is not None and checkpoint.best_model_path:
             state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -101,4 +105,27 @@ class _EpochsRun(Callback):
     """Epochs trained, as a callback metric (not logged): the one record that returns from DDP workers."""
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        pl_module.log("epochs_run", float(trainer.current_epoch + 1), logger=False, sync_dist=True)
+        # the same on every rank, so no sync_dist: a synced metric is reduced when first read, and rank 0's
+        # progress bar reads earlier than the other ranks, which would misorder the collectives (gloo aborts)
+        pl_module.log("epochs_run", float(trainer.current_epoch + 1), logger=False)
+
+
+class _Progress(RichProgressBar):
+    """Lightning's rich bar without ``v_num`` (a logger version, meaningless here)."""
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+def _log_once() -> None:
+    """Lightning gives its package logger a stderr handler of its own and also propagates to the root's:
+    when the application configured the root (a Hydra job does), each line would print twice."""
+    import logging
+
+    if logging.getLogger().handlers:
+        package = logging.getLogger("lightning")
+        for handler in list(package.handlers):
+            if type(handler) is logging.StreamHandler:
+                package.removeHandler(handler)
