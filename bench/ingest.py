@@ -107,6 +107,8 @@ class StoreBench:
                             pgcopy.encode(fields, len(frame)), size=1 << 20)
 
     def run(self, kind: str, frame: pd.DataFrame) -> dict[str, list[float]]:
+        """Seconds per case and repeat; the cases of one repeat run back to back so that each repeat's ratios
+        compare runs made under the same machine load (other jobs share these cores)."""
         table = "ticks" if kind == "ticks" else "ohlcv"
         refs = self.reference_tables(table)
 
@@ -116,30 +118,35 @@ class StoreBench:
             return self.db.insert_ohlcv(data, "BTCUSD", "M1", **kw)
 
         half = len(frame) // 2
-        results = {}
+        cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = []
         for ref in refs:
-            label = "raw COPY, " + ("hypertable (reference)" if ref.endswith("hyper") or not self.hyper
-                                    else "plain table")
-            results[label] = timed(lambda r=ref: self.raw_copy(r, kind, frame),
-                                   lambda r=ref: self.sql(sql.SQL("TRUNCATE {}").format(sql.Identifier(r))),
-                                   self.repeat)
-        results["append-only path (store empty)"] = timed(lambda: write(frame), self.empty, self.repeat)
-        results["checked path forced, nothing stored"] = timed(lambda: write(frame, append_only=False), self.empty,
-                                                              self.repeat)
-        results["re-send, all rows stored (0 new)"] = timed(lambda: write(frame), lambda: None, self.repeat)
-        results["half stored, half new"] = timed(
-            lambda: write(frame), lambda: (self.empty(), write(frame.iloc[:half])), self.repeat)
+            label = "raw COPY, plain table" if ref.endswith("plain") and self.hyper else \
+                f"raw COPY, {'hypertable' if self.hyper else 'plain table'} (reference)"
+            cases.append((label, lambda r=ref: self.raw_copy(r, kind, frame),
+                          lambda r=ref: self.sql(sql.SQL("TRUNCATE {}").format(sql.Identifier(r)))))
+        cases += [
+            ("append-only path (store empty)", lambda: write(frame), self.empty),
+            ("checked path forced, nothing stored", lambda: write(frame, append_only=False), self.empty),
+            ("re-send, all rows stored (0 new)", lambda: write(frame), lambda: (self.empty(), write(frame))),
+            ("half stored, half new", lambda: write(frame), lambda: (self.empty(), write(frame.iloc[:half]))),
+        ]
+        results: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+        for _ in range(self.repeat):
+            for label, fn, prepare in cases:
+                results[label] += timed(fn, prepare, 1)
         return results
 
 
 def report(server: str, kind: str, rows: int, results: dict[str, list[float]]) -> None:
     ref_key = next(k for k in results if "reference" in k)
-    ref = statistics.median(results[ref_key])
-    print(f"\n{server}: {rows:,} {kind}   (ratio = rows/s of the case / rows/s of `{ref_key}`, medians)")
+    refs = results[ref_key]
+    print(f"\n{server}: {rows:,} {kind}   (ratio = case rows/s over `{ref_key}` rows/s in the same repeat; "
+          "median of the repeats)")
     print(f"{'case':<44}{'median s':>10}{'best s':>9}{'rows/s':>13}{'ratio':>8}")
     for name, secs in results.items():
         med = statistics.median(secs)
-        print(f"{name:<44}{med:>10.3f}{min(secs):>9.3f}{rows / med:>13,.0f}{ref / med:>8.2f}")
+        ratio = statistics.median(r / s for r, s in zip(refs, secs, strict=True))
+        print(f"{name:<44}{med:>10.3f}{min(secs):>9.3f}{rows / med:>13,.0f}{ratio:>8.2f}")
 
 
 def start(name: str) -> PgServer:

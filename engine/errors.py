@@ -27,7 +27,8 @@ The whole tree (``(X)`` = also derives from the built-in X, so plain Python call
     │   └── DVCTrackError
     ├── RejectedError
     │   ├── InvalidRequestError (ValueError)
-    │   └── OrderRejectedError
+    │   ├── OrderRejectedError
+    │   └── RiskRefusedError
     └── SecretError
         ├── SecretKeyError (ValueError)
         ├── SecretsFileError
@@ -183,8 +184,16 @@ class OrderRejectedError(RejectedError):
         super().__init__(message)
 
 
+class RiskRefusedError(RejectedError):
+    """The RiskManager bound to the order path refused an order before it was sent; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"risk: {reason}")
+
+
 class RequoteError(RetryableError):
-    """The price moved (MT5 10004/10020/10021/10024): re-price and send again with a fresh decision."""
+    """The price moved (MT5 10004/10020/10021): re-price and send again with a fresh decision."""
 
     def __init__(self, message: str, *, retcode: int, result: dict | None = None) -> None:
         self.retcode = retcode

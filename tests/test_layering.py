@@ -62,16 +62,32 @@ def test_size_check_finds_a_long_module_and_a_long_nested_class(tmp_path: Path) 
     ]
 
 
+def _helpers_exempted_from_task_independence() -> list[str]:
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (independence,) = [c for c in contracts if c["id"] == "tasks-independent"]
+    return [rule.split("->")[1].strip() for rule in independence["ignore_imports"]]
+
+
+def _defines_run(path: Path) -> bool:
+    return "run" in {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+
+
 def test_modules_exempted_from_task_independence_are_helpers_not_tasks() -> None:
     """The independence contract lets tasks import a few helper modules; a helper that grew a
     ``run(cfg)`` would be a task hiding behind the exemption."""
-    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    (independence,) = [c for c in contracts if c["id"] == "tasks-independent"]
-    helpers = [rule.split("->")[1].strip() for rule in independence["ignore_imports"]]
+    helpers = _helpers_exempted_from_task_independence()
     assert helpers and all(h.startswith("engine.tasks.") for h in helpers)
     for helper in helpers:
         path = ENGINE / "tasks" / (helper.rsplit(".", 1)[1] + ".py")
         if not path.exists():
             continue
-        names = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
-        assert "run" not in names, f"{helper} defines run(): it is a task, not a helper"
+        assert not _defines_run(path), f"{helper} defines run(): it is a task, not a helper"
+
+
+def test_every_non_task_module_of_tasks_is_a_listed_helper() -> None:
+    """A module under engine/tasks without ``run(cfg)`` is wiring shared by tasks: it is listed as a helper,
+    so importing it is not mistaken for one task importing another (and a new one is seen in review)."""
+    helpers = set(_helpers_exempted_from_task_independence())
+    wiring = {f"engine.tasks.{p.stem}" for p in (ENGINE / "tasks").glob("*.py")
+              if p.stem != "__init__" and not _defines_run(p)}
+    assert wiring - helpers == set(), "add to tasks-independent's ignore_imports in pyproject.toml"

@@ -4,6 +4,9 @@ reconciliation needs (the Broker protocol of engine.trading.execution).
 Posts are sent once and never resent here. The quant-server bridge keeps no Idempotency-Key, lists deals
 per position only and drops a close's comment, so there an order is found by the position it opened
 (magic+comment on ``/get_positions``), and a close by the exit deals its position gained since it was sent.
+
+A RiskManager bound with ``guard_orders`` checks every order this client posts that may add exposure, before
+it leaves: whoever holds the client (send_order, place_order, the live loop, user code) goes through it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.data.frames import to_utc
-from engine.errors import BadResponseError, InvalidRequestError
+from engine.errors import BadResponseError, ConfigError, InvalidRequestError
 from engine.mt5 import contract, lookups, payloads
 from engine.mt5.dialect import (
     QUANT_SERVER,
@@ -23,6 +26,7 @@ from engine.mt5.dialect import (
     unwrap_list,
     unwrap_result,
 )
+from engine.trading.broker import RiskCheck, check_order
 
 # pandas loads in the functions that use it: config validation imports this module (--cfg job stays light).
 if TYPE_CHECKING:
@@ -43,6 +47,25 @@ class OrderRoutes:
     def __init__(self) -> None:
         # comment of a close sent to the quant-server bridge -> (position, its exit deals before the send)
         self._close_marks: dict[str, tuple[int, int]] = {}
+        self._order_guard: RiskCheck | None = None
+
+    # -- the risk gate -----------------------------------------------------------------------------------
+    @property
+    def order_guard(self) -> RiskCheck | None:
+        """The RiskManager every order of this client passes (``guard_orders``), or None."""
+        return self._order_guard
+
+    def guard_orders(self, risk: RiskCheck) -> None:
+        """Bind ``risk`` (a RiskManager) for the client's life: each order request that may add exposure (a
+        deal or pending order; not a close, a cancel or a stop change) is sent only if
+        ``risk.can_open_position(symbol, volume, side=...)`` allows it, else RiskRefusedError and no request.
+        It cannot be unbound or swapped for another gate: build a new client for that."""
+        if not callable(getattr(risk, "can_open_position", None)):
+            raise ConfigError("risk", f"guard_orders needs a RiskManager (can_open_position), got {risk!r}")
+        if self._order_guard is not None and self._order_guard is not risk:
+            raise ConfigError("risk", "this client's orders already pass another RiskManager; a gate cannot be "
+                                      "replaced, build a new client for a different one")
+        self._order_guard = risk
 
     def server_offset(self, symbol: str = "BTCUSD") -> pd.Timedelta:  # pragma: no cover - the client's
         raise NotImplementedError
@@ -104,7 +127,10 @@ class OrderRoutes:
 
     # -- raw order posts (the Broker protocol of engine.trading.execution) --------------------------------
     def post_order(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /order once: the server's ``order_send`` result, whatever its retcode."""
+        """POST /order once: the server's ``order_send`` result, whatever its retcode. With a bound
+        RiskManager, a refused order raises RiskRefusedError and is not sent."""
+        if self._order_guard is not None:
+            check_order(self._order_guard, body)
         numeric = order_body(body)
         if not is_market(numeric) and self.dialect == QUANT_SERVER:
             raise missing_route("POST /order with a pending order or a cancel", " (it places market orders only)")

@@ -99,6 +99,7 @@ class _IdempotencyCache:
 
 _SUCCESS_MESSAGES = {contract.RETCODE_DONE: "Order executed successfully", contract.RETCODE_PLACED: "Order placed",
                      contract.RETCODE_DONE_PARTIAL: "Order partially filled"}
+_NOT_REMEMBERED = contract.RECONCILE_RETCODES | contract.RATE_LIMIT_RETCODES
 
 
 class ContractService:
@@ -140,10 +141,10 @@ class ContractService:
                 if cached is not None:
                     return cached
             answer = answer_of(lambda: handler(self, body))
-            # An MT5 "timeout"/"no connection" retcode is not an outcome: the retry must reach MT5 again
-            # (after the client's reconciliation), so it is not remembered.
+            # An MT5 "timeout"/"no connection" retcode is not an outcome, and "too many requests" asks for
+            # the same order later: the retry must reach MT5 again, so neither is remembered.
             result = answer.body.get("result") if isinstance(answer.body, dict) else None
-            undecided = isinstance(result, dict) and result.get("retcode") in contract.RECONCILE_RETCODES
+            undecided = isinstance(result, dict) and result.get("retcode") in _NOT_REMEMBERED
             if key and answer.status < 500 and not undecided:
                 self._cache.put(key, digest, answer)
             return answer

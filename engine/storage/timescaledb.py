@@ -6,7 +6,8 @@ staging anti-join otherwise (``engine.storage.pgwrite``). A batch is therefore a
 idempotent (re-sent rows are stored once), so when the connection drops the client reconnects with backoff
 and sends the whole batch again. SSL is required unless the caller lowers ``sslmode`` explicitly; with
 ``sslmode=verify-full`` and ``sslrootcert`` the server's certificate and name are checked against that CA.
-The password is kept out of ``repr`` and of every error message.
+The password is kept out of ``repr`` and of every error message. A client is one connection: give each
+thread its own (the ingestor's thread and a reader beside it use two clients).
 """
 
 from __future__ import annotations

@@ -109,14 +109,23 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
     settings = TrackingSettings(
         enabled=bool(cfg.tracking.enabled), uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment),
         artifact_root=cfg.tracking.artifact_root, run_name=run_name(cfg),
+        description=cfg.tracking.get("description") or _description(cfg),
     )
     all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **trial_tags(cfg),
                 **(tags or {})}
     yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
     configure_logging(job_label())
     # what the run logs is also kept in the Hydra run folder, so tracking=off loses nothing but the UI
-    with start_run(settings, params=flatten(cfg), tags=all_tags, config_yaml=yaml, local_dir=run_folder()) as run:
+    # the user's choices: a component's class path (``_target_``) is the config's business, not a parameter
+    params = {k: v for k, v in flatten(cfg).items() if not k.endswith("._target_")}
+    with start_run(settings, params=params, tags=all_tags, config_yaml=yaml, local_dir=run_folder()) as run:
         yield run
+
+
+def _description(cfg: DictConfig) -> str:
+    model = f", model {cfg.model.type}" if cfg.get("model") is not None and cfg.task.name != "prepare" else ""
+    return (f"engine task={cfg.task.name} on {cfg.symbol} {cfg.timeframe}{model}. Each run: params are the "
+            "config values, metrics test_*/val_* per span, plots/ and report/ artifacts, the config as YAML.")
 
 
 def run_folder() -> str | None:

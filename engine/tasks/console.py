@@ -69,7 +69,7 @@ def configure_logging(label: str | None = None, *, loud: bool | None = None) -> 
             logging.getLogger("mlflow").setLevel(logging.WARNING)
     prefix = f"[{label}]" if label else ""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) or not isinstance(handler, logging.StreamHandler):
+        if type(handler) is not logging.StreamHandler:  # Hydra's console handler; not files, not test capture
             continue
         if not any(isinstance(f, _NotOnTerminal) for f in handler.filters):
             handler.addFilter(_NotOnTerminal())
@@ -85,6 +85,9 @@ class JobConsole(Console):
     def __init__(self, label: str | None = None, **kwargs: Any) -> None:
         super().__init__(stderr=True, soft_wrap=True, **kwargs)
         self.label = label
+        # a library's logging.config call (disable_existing_loggers defaults to true) may have switched our
+        # logger off; the run folder's log depends on it
+        _log.disabled = False
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if self.label:

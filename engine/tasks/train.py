@@ -92,6 +92,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracked.set_tags({"data_fingerprint": data.fingerprint, "data_source": data.source,
                           "model_type": str(cfg.model.type), **data_version_tags(cfg)})
         train, val, test = data.splits
+        tracked.log_dataset(f"{cfg.symbol} {data.timeframe.mt5}", data.fingerprint, data.source,
+                            data.split_report()["spans"], data.feature_names)
         params = OmegaConf.to_container(cfg.model.params, resolve=True)
         install()  # the tracking layer's hooks: task.dvc_track versions the saved model through them
         pipe = MLPipeline(str(cfg.model.type), params, trainer=trainer_settings(cfg), device=_device(cfg),
@@ -117,7 +119,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     if isinstance(v, int | float) and not isinstance(v, bool)}
         metrics |= {"n_train": float(train.stop - train.start), "n_val": float(val.stop - val.start),
                     "n_test": float(test.stop - test.start), "n_features": float(len(data.feature_names))}
-        tracked.log_metrics(metrics)
+        # cleaning counts that are all zero fill the UI with flat charts: they are in report/cleaning.json
+        tracked.log_metrics({k: v for k, v in metrics.items() if not (k.startswith("clean_") and v == 0)})
         write_metrics(cfg, metrics)
         if data.clean_report:
             tracked.log_dict(data.clean_report, "report/cleaning.json")
@@ -154,7 +157,8 @@ def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Data
         if tracked.active and cfg.task.log_model:
             from engine.tracking.model_hooks import log_pipeline_model
 
-            uri = log_pipeline_model(pipe, tracked.run_id, tracked.tracking_uri)
+            # named after the model (task.model_name), not MLflow's default "model", so the UI tells them apart
+            uri = log_pipeline_model(pipe, tracked.run_id, tracked.tracking_uri, name=str(cfg.task.model_name))
             if cfg.task.get("register_as"):
                 from engine.tracking.registry import register
 

@@ -23,6 +23,7 @@ from engine.redact import redact_mapping, redact_text
 
 log = logging.getLogger(__name__)
 
+_NOTE = "mlflow.note.content"  # what the MLflow UI shows as an experiment's description
 _MAX_PARAM_LEN = 6000  # MLflow 3 limit on a param value; longer values are cut with a marker
 
 
@@ -33,6 +34,8 @@ class TrackingSettings:
     experiment: str
     artifact_root: str | None = None
     run_name: str | None = None
+    # shown on the experiment's page in the MLflow UI; set when the experiment is created or has none
+    description: str | None = None
 
 
 class Run:
@@ -95,6 +98,25 @@ class Run:
         items = [Metric(key, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]
         for i in range(0, len(items), 1000):
             self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                    features: Sequence[str], context: str = "training") -> None:
+        """The data the run read, as an MLflow dataset (the UI's Datasets column): its source, content digest,
+        span and feature names; in the run folder as ``dataset.json``."""
+        body = {"name": name, "digest": digest, "source": source, "profile": dict(profile),
+                "features": list(features), "context": context}
+        if self.local is not None:
+            self.local.path("dataset.json").write_text(json.dumps(body, indent=2, default=str) + "\n",
+                                                       encoding="utf-8")
+        if not self._client:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        schema = {"mlflow_colspec": [{"name": f, "type": "double"} for f in features]}
+        dataset = Dataset(name=name, digest=digest[:36], source_type="engine", source=json.dumps({"uri": source}),
+                          schema=json.dumps(schema), profile=json.dumps(dict(profile), default=str))
+        self._client.log_inputs(self.run_id, datasets=[
+            DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.local is not None:
@@ -196,12 +218,15 @@ def _experiment_id(client: Any, settings: TrackingSettings) -> str:
 
     exp = client.get_experiment_by_name(settings.experiment)
     if exp is not None:
+        if settings.description and not exp.tags.get(_NOTE):
+            client.set_experiment_tag(exp.experiment_id, _NOTE, redact_text(settings.description))
         return exp.experiment_id
     location = None
     if settings.artifact_root:
         location = Path(settings.artifact_root, settings.experiment).resolve().as_uri()
+    tags = {_NOTE: redact_text(settings.description)} if settings.description else None
     try:
-        return client.create_experiment(settings.experiment, artifact_location=location)
+        return client.create_experiment(settings.experiment, artifact_location=location, tags=tags)
     except MlflowException:
         # Parallel multirun jobs race to create the experiment; the loser uses the winner's.
         exp = client.get_experiment_by_name(settings.experiment)

@@ -5,9 +5,12 @@ Every order carries an ``Idempotency-Key`` and a comment derived from it. When a
 (10012/10031), the order may have executed: it is looked for by magic+comment before anything is sent
 again, and a resend reuses the key so a server that did run it answers with the first result. After
 ``broker.order_retries`` resends the outcome is declared unknown (OrderStateUnknownError), never guessed.
+A trade server that throttles (10024) gets the same order again under the same key after a backoff, looked
+for first like a lost one; a requote (10004/10020/10021) is an outcome that send_order re-prices.
 
 ``place_order``/``close_position``/``cancel_order`` raise typed errors (engine.errors); ``send_order`` is the
-seed's contract over them (a result dict, re-pricing after requotes, input checks against the symbol).
+seed's contract over them (a result dict, re-pricing after requotes, input checks against the symbol, and
+the RiskManager's gate when one is given or bound to the client).
 Pure over the Broker protocol (engine.trading.broker): no HTTP here, and no import of the MT5 adapter.
 """
 
@@ -18,7 +21,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import (
@@ -30,12 +33,14 @@ from engine.errors import (
     RejectedError,
     RequoteError,
     RetryableError,
+    RiskRefusedError,
 )
 from engine.trading.broker import (
     MAX_COMMENT,
     ORDER_STATE_CANCELED,
     ORDER_STATE_FILLED,
     ORDER_TIME_GTC,
+    RATE_LIMIT_RETCODES,
     RECONCILE_RETCODES,
     REPRICE_RETCODES,
     RETCODE_DONE,
@@ -45,6 +50,8 @@ from engine.trading.broker import (
     SUCCESS_RETCODES,
     Broker,
     QuotingBroker,
+    RiskCheck,
+    ask_risk,
 )
 
 log = logging.getLogger("engine.trading.execution")
@@ -53,7 +60,8 @@ log = logging.getLogger("engine.trading.execution")
 @dataclass(frozen=True)
 class OrderResult:
     """An ``order_send`` outcome. ``reconciled`` is True when it was found by magic+comment after a
-    lost answer rather than read from the answer itself."""
+    lost answer rather than read from the answer itself. ``payload`` is the venue's result as it came
+    (every field, also those not named here, e.g. ``retcode_external``); the fields above are read from it."""
 
     retcode: int
     deal: int
@@ -66,6 +74,7 @@ class OrderResult:
     request_id: int
     idempotency_key: str
     reconciled: bool = False
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +87,8 @@ class OrderResult:
                        order=int(payload.get("order") or 0), volume=float(payload.get("volume") or 0.0),
                        price=float(payload.get("price") or 0.0), bid=float(payload.get("bid") or 0.0),
                        ask=float(payload.get("ask") or 0.0), comment=str(payload.get("comment") or ""),
-                       request_id=int(payload.get("request_id") or 0), idempotency_key=key, reconciled=reconciled)
+                       request_id=int(payload.get("request_id") or 0), idempotency_key=key, reconciled=reconciled,
+                       payload=dict(payload))
         except (KeyError, TypeError, ValueError):
             raise BadResponseError(f"order result lacks a numeric retcode: {sorted(payload)!r}") from None
 
@@ -174,6 +184,8 @@ def _send_once(broker: Broker, post: Callable[[Mapping[str, Any], str], dict[str
                body: dict[str, Any], key: str, look: Callable[[], OrderResult | None]) -> OrderResult:
     what = f"POST {path}"
     last: Exception | None = None
+    uncertain = False  # an attempt's answer was lost, unreadable or undecided: that attempt may have run
+    throttled: OrderRejectedError | None = None  # the last 10024: that attempt certainly did not run
     for attempt in range(broker.order_retries + 1):
         if attempt:
             # Never resend before looking: the lost attempt may have executed.
@@ -184,6 +196,8 @@ def _send_once(broker: Broker, post: Callable[[Mapping[str, Any], str], dict[str
                 broker.backoff(attempt - 1)
                 continue
             except BadResponseError as exc:
+                if not uncertain and throttled is not None:
+                    raise _still_throttled(what, attempt, throttled) from None
                 raise OrderStateUnknownError(
                     f"{what}: the order may have executed ({type(last).__name__}) and the terminal's "
                     f"history cannot be read ({exc}); check it for comment {body.get('comment')!r} before "
@@ -195,24 +209,42 @@ def _send_once(broker: Broker, post: Callable[[Mapping[str, Any], str], dict[str
         try:
             payload = post(body, key)
             result = OrderResult.from_payload(payload, key)
+        except RiskRefusedError as exc:
+            if uncertain:  # refused now, but an earlier attempt may still surface: not "nothing placed"
+                raise OrderStateUnknownError(
+                    f"{what}: an earlier attempt's answer was lost ({type(last).__name__}) and the order is "
+                    f"not in the history, and the resend was refused ({exc}); check the terminal for comment "
+                    f"{body.get('comment')!r} before trading on (Idempotency-Key {key})") from None
+            raise
         except (RetryableError, BadResponseError) as exc:
             # A garbled answer may follow an executed order just like a lost one: look before resending.
-            last = exc
+            last, uncertain = exc, True
             continue
         if result.ok:
             return result
         if result.retcode in RECONCILE_RETCODES:
-            last = OrderStateUnknownError(f"{what}: retcode {result.retcode}")
+            last, uncertain = OrderStateUnknownError(f"{what}: retcode {result.retcode}"), True
             continue
         name = RETCODE_NAMES.get(result.retcode, "unknown retcode")
         message = f"{what}: refused with retcode {result.retcode} ({name}): {result.comment}"
+        if result.retcode in RATE_LIMIT_RETCODES:
+            last = throttled = OrderRejectedError(message, retcode=result.retcode, result=dict(payload))
+            continue
         if result.retcode in REPRICE_RETCODES:
             raise RequoteError(message + "; re-price and decide again", retcode=result.retcode, result=dict(payload))
         raise OrderRejectedError(message, retcode=result.retcode, result=dict(payload))
+    if not uncertain and throttled is not None:
+        raise _still_throttled(what, broker.order_retries + 1, throttled)
     raise OrderStateUnknownError(
         f"{what}: outcome unknown after {broker.order_retries + 1} attempt(s) and reconciliation "
         f"(last: {type(last).__name__}: {last}); check the terminal for comment {body.get('comment')!r} "
         f"before trading on (Idempotency-Key {key})")
+
+
+def _still_throttled(what: str, attempts: int, last: OrderRejectedError) -> OrderRejectedError:
+    return OrderRejectedError(f"{what}: the trade server refused {attempts} attempt(s) as too many requests "
+                              f"(retcode {last.retcode}), with a backoff before each resend; nothing was placed",
+                              retcode=last.retcode, result=last.result)
 
 
 def _reconciled(payload: Mapping[str, Any] | None, key: str) -> OrderResult | None:
@@ -238,21 +270,28 @@ _UNEXPECTED = "unexpected error while sending the order; nothing is known about 
 def send_order(symbol: str, volume: float, order_type: str, price: float | None = None,
                client: QuotingBroker | None = None, *, sl: float | None = None, tp: float | None = None,
                magic: int = DEFAULT_MAGIC, comment: str | None = None, deviation: int = DEFAULT_DEVIATION,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None, risk: RiskCheck | None = None) -> dict[str, Any]:
     """Send a market order (``price`` None) or a limit order at ``price``; the seed's contract.
 
-    Returns ``{"success": True, "data": <the server's result>}`` (a partial fill adds ``"warning"``) or
+    Returns ``{"success": True, "data": <the server's order result, as sent>}`` (a partial fill adds
+    ``"warning"``, a result found in the history after a lost answer ``"reconciled": True``) or
     ``{"success": False, "error": "<explicit message>"}``. Raises ValueError only when ``client`` is None:
     network, server and auth failures are results, and no message carries the API key. Inputs are checked
-    against the symbol's limits before anything is sent. A requote is re-priced from the latest quote while
-    the price stays within ``deviation`` points of the first one; a lost or garbled answer is reconciled
-    (Idempotency-Key, magic+comment) before any resend, so an order is never placed twice.
+    against the symbol's limits before anything is sent; then ``risk`` (a RiskManager), when given, must
+    allow the order (``can_open_position(symbol, volume, side=...)``), else the result is
+    ``{"success": False, "error": "risk: <reason>"}`` and nothing is sent. A client with a RiskManager bound
+    (``MT5RestClient.guard_orders``) checks every order itself, with or without ``risk``. A requote is
+    re-priced from the latest quote while the price stays within ``deviation`` points of the first one; a
+    lost or garbled answer is reconciled (Idempotency-Key, magic+comment) before any resend, so an order is
+    never placed twice.
     """
     if client is None:
         raise ValueError("send_order needs a client: pass client=MT5RestClient(...) (from engine.mt5)")
     try:
         return _send(client, symbol, volume, order_type, price, sl=sl, tp=tp, magic=magic, comment=comment,
-                     deviation=deviation, key=idempotency_key)
+                     deviation=deviation, key=idempotency_key, risk=risk)
+    except RiskRefusedError as exc:
+        return _failure(str(exc))  # "risk: <reason>"
     except (RetryableError, OperationalError, RejectedError) as exc:
         # Engine errors name the problem and never carry the key (the client redacts it).
         return _failure(f"{type(exc).__name__}: {exc}")
@@ -262,7 +301,7 @@ def send_order(symbol: str, volume: float, order_type: str, price: float | None 
 
 
 def _send(client: QuotingBroker, symbol: str, volume: Any, order_type: Any, price: Any, *, sl: Any, tp: Any,
-          magic: Any, comment: str | None, deviation: Any, key: str | None) -> dict[str, Any]:
+          magic: Any, comment: str | None, deviation: Any, key: str | None, risk: RiskCheck | None) -> dict[str, Any]:
     side = str(order_type).strip().lower() if isinstance(order_type, str) else ""
     if side not in ("buy", "sell"):
         return _failure(f"order_type must be 'buy' or 'sell', got {order_type!r}")
@@ -287,6 +326,8 @@ def _send(client: QuotingBroker, symbol: str, volume: Any, order_type: Any, pric
             return _failure(f"a buy limit must be below the ask ({ask}), got {price}; use a market order")
         if side == "sell" and price <= bid:
             return _failure(f"a sell limit must be above the bid ({bid}), got {price}; use a market order")
+    if risk is not None and getattr(client, "order_guard", None) is not risk:
+        ask_risk(risk, symbol, float(volume), side)  # a client guarded by this same gate asks it per POST
     key = _key(key)
     first = ask if side == "buy" else bid
     quote, attempt_key = first, key
@@ -328,9 +369,10 @@ def _volume_problem(volume: float, info: Mapping[str, Any]) -> str | None:
 
 
 def _success(result: OrderResult, requested: float) -> dict[str, Any]:
-    data = {name: getattr(result, name) for name in ("retcode", "deal", "order", "volume", "price", "bid",
-                                                      "ask", "comment", "request_id", "reconciled")}
-    out: dict[str, Any] = {"success": True, "data": data}
+    # The venue's result untouched; what the engine knows beside it goes under keys of its own.
+    out: dict[str, Any] = {"success": True, "data": dict(result.payload)}
+    if result.reconciled:
+        out["reconciled"] = True  # data is the deal or order found in the history, not the lost answer
     if result.retcode == RETCODE_DONE_PARTIAL:
         out["warning"] = (f"partially filled: {result.volume} of {requested} lots (retcode {result.retcode}); "
                           "the rest was not placed")

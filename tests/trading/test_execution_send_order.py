@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from engine.mt5 import MT5RestClient, contract
 from engine.mt5.sim.embedded import Simulator
@@ -39,7 +40,7 @@ def test_the_seed_example_runs_literally(simulator: Simulator) -> None:
 def test_a_market_order_fills_at_the_quote_and_is_booked_once(simulator: Simulator, client: MT5RestClient) -> None:
     ask = client.latest_tick("BTCUSD")["ask"]
     result = send_order("BTCUSD", 0.1, "BUY", client=client, sl=round(ask * 0.9, 2), magic=77)
-    assert result["success"] and result["data"]["price"] == ask and not result["data"]["reconciled"]
+    assert result["success"] and result["data"]["price"] == ask and "reconciled" not in result
     assert "warning" not in result
     positions, _, deals = _book(simulator)
     assert [(p["volume"], p["magic"], p["sl"]) for p in positions] == [(0.1, 77, round(ask * 0.9, 2))]
@@ -98,7 +99,8 @@ def test_a_lost_slow_or_garbled_answer_after_execution_is_reconciled_not_resent(
     sim.faults.only_route, sim.faults.stall_seconds = "/order", 1.5
     setattr(sim.faults, fault, 1)
     result = send_order("BTCUSD", 0.2, "buy", client=client, magic=9)
-    assert result["success"] and result["data"]["reconciled"] is True, result
+    assert result["success"] and result["reconciled"] is True, result
+    assert "reconciled" not in result["data"]  # the engine's finding, kept apart from the venue's result
     # A stalled answer is still held by the server: count once it has let every request go.
     wait_until(lambda: sim.server.stats.in_flight == 0, "the server has answered or dropped every request")
     assert sim.server.stats.handled("POST", "/order") == 1  # found by magic+comment: never sent again
@@ -170,3 +172,32 @@ def test_an_unexpected_error_is_logged_and_returned_as_a_generic_message(
     assert result["success"] is False and "unexpected error" in result["error"]
     assert "abc123" not in result["error"] and "RuntimeError" in caplog.text
     assert _book(simulator) == ([], [], [])
+
+
+class _AnswerRecorder(requests.Session):
+    """A real session that keeps the decoded JSON of every POST /order answer: what the server said."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order_answers: list[Any] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().request(method, url, *args, **kwargs)
+        if method == "POST" and str(url).endswith("/order"):
+            self.order_answers.append(response.json())
+        return response
+
+
+@pytest.mark.parametrize("price", [None, "limit"])
+def test_data_is_the_servers_order_result_untouched(simulator: Simulator,
+                                                    make_client: Callable[..., MT5RestClient],
+                                                    price: str | None) -> None:
+    session = _AnswerRecorder()
+    client = make_client(simulator.url, session=session)
+    limit = None if price is None else round(client.latest_tick("BTCUSD")["bid"] * 0.9, 2)
+    result = send_order("BTCUSD", 0.1, "buy", limit, client=client)
+    assert result["success"], result
+    (answer,) = session.order_answers  # {"message": ..., "result": {...}}: the MT5 result is "result"
+    assert result["data"] == answer["result"]
+    assert "retcode_external" in result["data"] and set(result) == {"success", "data"}
+    session.close()

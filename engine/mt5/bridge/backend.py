@@ -17,31 +17,12 @@ from typing import Any
 
 from engine.errors import InvalidRequestError, OperationalError, RetryableError
 from engine.mt5 import contract
+from engine.mt5.bridge.orders import BridgeOrders
+from engine.mt5.bridge.records import as_dict, pick
 from engine.timeframes import Timeframe
 
 # last_error() codes meaning the terminal link is down (temporary), per the package docs.
 _IPC_ERRORS = {-10001, -10002, -10003, -10004, -10005}
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if obj is None:
-        return {}
-    if hasattr(obj, "_asdict"):
-        return dict(obj._asdict())
-    return dict(obj)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers for JSON."""
-    return value.item() if hasattr(value, "item") else value
-
-
-def _pick(record: dict[str, Any], fields: tuple[str, ...], extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {k: _plain(record.get(k, 0)) for k in fields + extra}
-
-
-def _name_of(value: int, names: dict[str, int]) -> str:
-    return next(name for name, number in names.items() if number == value)
 
 
 def load_mt5() -> ModuleType:
@@ -52,28 +33,8 @@ def load_mt5() -> ModuleType:
                                "the terminal (pip install MetaTrader5); on other systems use the simulator") from None
 
 
-def package_request(mt5: ModuleType, req: contract.OrderRequest, price: float) -> dict[str, Any]:
-    """An ``order_send`` request dict in the package's constants (they carry the contract's names:
-    TRADE_ACTION_DEAL, ORDER_TYPE_BUY_LIMIT, ...)."""
-    action = getattr(mt5, "TRADE_ACTION_" + _name_of(req.action, contract.ACTIONS))
-    if req.action == contract.TRADE_ACTION_REMOVE:
-        return {"action": action, "order": req.order}
-    if req.action == contract.TRADE_ACTION_SLTP:
-        out = {"action": action, "position": req.position, "sl": float(req.sl), "tp": float(req.tp)}
-        return {**out, "symbol": req.symbol} if req.symbol else out
-    order_type = getattr(mt5, "ORDER_TYPE_" + _name_of(req.type, contract.ORDER_TYPES))
-    filling = getattr(mt5, "ORDER_FILLING_" + _name_of(req.type_filling, contract.FILLINGS))
-    out = {"action": action, "symbol": req.symbol, "volume": float(req.volume), "type": order_type,
-           "price": float(price), "sl": float(req.sl), "tp": float(req.tp), "deviation": int(req.deviation),
-           "magic": int(req.magic), "comment": req.comment, "type_time": mt5.ORDER_TIME_GTC,
-           "type_filling": filling}
-    if req.position:
-        out["position"] = int(req.position)
-    return out
-
-
-class MT5Backend:
-    """Serves the contract from a running MetaTrader 5 terminal.
+class MT5Backend(BridgeOrders):
+    """Serves the contract from a running MetaTrader 5 terminal (reads here, orders in BridgeOrders).
 
     ``mt5``: the MetaTrader5 module (loaded on first use when None). ``symbols``: if given, the only
     symbols served. ``initialize_kwargs``: passed to ``mt5.initialize`` (path, login, password,
@@ -165,30 +126,30 @@ class MT5Backend:
     # -- read API --------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         try:
-            info = _as_dict(self._call("terminal_info"))
+            info = as_dict(self._call("terminal_info"))
         except (OperationalError, RetryableError) as exc:
             return {"status": "error", "connected": False, "error": str(exc),
                     "time_utc": contract.iso(datetime.now(UTC).replace(tzinfo=None))}
         return {"status": "ok" if info.get("connected", True) else "error", "connected": bool(info.get("connected")),
-                "server": str(_as_dict(self._call("account_info")).get("server", "")),
+                "server": str(as_dict(self._call("account_info")).get("server", "")),
                 "time_utc": contract.iso(datetime.now(UTC).replace(tzinfo=None)), "version": "engine-bridge/1"}
 
     def account_info(self) -> dict[str, Any]:
-        info = _as_dict(self._call("account_info"))
+        info = as_dict(self._call("account_info"))
         if not info:
             raise RetryableError("account_info unavailable; is the terminal logged in?")
-        return _pick(info, contract.ACCOUNT_FIELDS, ("name",))
+        return pick(info, contract.ACCOUNT_FIELDS, ("name",))
 
     def symbol_info(self, symbol: str) -> dict[str, Any]:
         self._check_symbol(symbol)
-        return _pick(_as_dict(self._call("symbol_info", symbol)), contract.SYMBOL_FIELDS, ("description",))
+        return pick(as_dict(self._call("symbol_info", symbol)), contract.SYMBOL_FIELDS, ("description",))
 
     def symbol_info_tick(self, symbol: str) -> dict[str, Any]:
         self._check_symbol(symbol)
-        tick = _as_dict(self._call("symbol_info_tick", symbol))
+        tick = as_dict(self._call("symbol_info_tick", symbol))
         if not tick:
             raise RetryableError(f"no tick for {symbol} yet; retry shortly")
-        return _pick(tick, contract.SYMBOL_TICK_FIELDS)
+        return pick(tick, contract.SYMBOL_TICK_FIELDS)
 
     @staticmethod
     def _bars(rates: Any) -> list[dict[str, Any]]:
@@ -221,88 +182,20 @@ class MT5Backend:
 
     def positions(self, symbol: str | None) -> list[dict[str, Any]]:
         rows = self._call("positions_get", symbol=symbol) if symbol else self._call("positions_get")
-        return [_pick(_as_dict(p), contract.POSITION_FIELDS) for p in rows or ()]
+        return [pick(as_dict(p), contract.POSITION_FIELDS) for p in rows or ()]
 
     def orders(self, symbol: str | None) -> list[dict[str, Any]]:
         rows = self._call("orders_get", symbol=symbol) if symbol else self._call("orders_get")
-        return [self._order_dict(_as_dict(o)) for o in rows or ()]
+        return [self._order_dict(as_dict(o)) for o in rows or ()]
 
     @staticmethod
     def _order_dict(o: dict[str, Any]) -> dict[str, Any]:
-        return _pick(o, contract.ORDER_FIELDS)
+        return pick(o, contract.ORDER_FIELDS)
 
     def history_deals(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         rows = self._call("history_deals_get", self._utc_tag(start), self._utc_tag(end))
-        return [_pick(_as_dict(d), contract.DEAL_FIELDS, ("fee",)) for d in rows or ()]
+        return [pick(as_dict(d), contract.DEAL_FIELDS, ("fee",)) for d in rows or ()]
 
     def history_orders(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         rows = self._call("history_orders_get", self._utc_tag(start), self._utc_tag(end))
-        return [self._order_dict(_as_dict(o)) for o in rows or ()]
-
-    # -- trading ----------------------------------------------------------------------------------------
-    def _send(self, request: dict[str, Any], req: contract.OrderRequest) -> dict[str, Any]:
-        """order_send under the lock; an unknown outcome is reconciled by magic+comment before answering."""
-        mt5 = self.mt5
-        res = mt5.order_send(request)
-        payload = _as_dict(res)
-        if not payload:
-            code, msg = self._last_error()
-            payload = contract.result(contract.RETCODE_CONNECTION,
-                                      comment=f"order_send returned nothing ({code}: {msg})")
-        payload = {k: _plain(payload.get(k, 0)) for k in contract.RESULT_FIELDS}
-        if int(payload["retcode"]) in contract.RECONCILE_RETCODES and req.comment:
-            found = self._find_locked(req)
-            if found is not None:
-                return found
-        return payload
-
-    def _find_locked(self, req: contract.OrderRequest) -> dict[str, Any] | None:
-        start, end = datetime(1970, 1, 2, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
-        for d in reversed(self.mt5.history_deals_get(start, end) or ()):
-            deal = _as_dict(d)
-            if deal.get("comment") == req.comment and deal.get("magic") == req.magic:
-                return contract.result(contract.RETCODE_DONE, deal=int(deal["ticket"]),
-                                       order=int(deal.get("order", 0)), volume=float(deal.get("volume", 0)), price=float(deal.get("price", 0)),
-                                       comment="found by magic+comment")
-        for o in self.mt5.orders_get() or ():
-            order = _as_dict(o)
-            if order.get("comment") == req.comment and order.get("magic") == req.magic:
-                return contract.result(contract.RETCODE_PLACED, order=int(order["ticket"]),
-                                       volume=float(order.get("volume_initial", 0)),
-                                       price=float(order.get("price_open", 0)), comment="found by magic+comment")
-        return None
-
-    def order_send(self, req: contract.OrderRequest) -> dict[str, Any]:
-        if req.action not in (contract.TRADE_ACTION_REMOVE, contract.TRADE_ACTION_SLTP):
-            self._check_symbol(req.symbol)
-
-        def run() -> dict[str, Any]:
-            price = req.price
-            if req.action == contract.TRADE_ACTION_DEAL and price <= 0:
-                tick = _as_dict(self.mt5.symbol_info_tick(req.symbol))
-                if not tick:
-                    return contract.result(contract.RETCODE_PRICE_OFF, comment="no quote for the symbol")
-                price = float(tick["ask"] if req.type == contract.ORDER_TYPE_BUY else tick["bid"])
-            return self._send(package_request(self.mt5, req, price), req)
-
-        return self._locked(run)
-
-    def close_position(self, ticket: int, volume: float | None, deviation: int, magic: int,
-                       comment: str) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            found = self.mt5.positions_get(ticket=ticket)
-            if not found:
-                return contract.result(contract.RETCODE_POSITION_CLOSED, comment=f"no open position {ticket}")
-            pos = _as_dict(found[0])
-            tick = _as_dict(self.mt5.symbol_info_tick(pos["symbol"]))
-            if not tick:
-                return contract.result(contract.RETCODE_PRICE_OFF, comment="no quote for the symbol")
-            buy_pos = int(pos["type"]) == contract.POSITION_TYPE_BUY
-            req = contract.OrderRequest(action=contract.TRADE_ACTION_DEAL, symbol=str(pos["symbol"]),
-                                        volume=float(pos["volume"] if volume is None else volume),
-                                        type=contract.ORDER_TYPE_SELL if buy_pos else contract.ORDER_TYPE_BUY,
-                                        deviation=deviation,
-                                        magic=magic or int(pos.get("magic", 0)), comment=comment, position=ticket)
-            return self._send(package_request(self.mt5, req, float(tick["bid"] if buy_pos else tick["ask"])), req)
-
-        return self._locked(run)
+        return [self._order_dict(as_dict(o)) for o in rows or ()]

@@ -28,7 +28,8 @@ class SimMarket:
 
     Tests may set ``market_closed`` to refuse orders with MT5's 10018 (market closed), and
     ``requote_next`` to answer the next N market orders with 10004 (requote), as when the price moves
-    between a client's quote and its order.
+    between a client's quote and its order, and ``throttle_next`` to answer the next N orders with 10024
+    (too many requests), as a trade server that rate-limits.
     """
 
     blocking = False  # every call is a short computation: the server runs it on its event loop
@@ -44,6 +45,7 @@ class SimMarket:
         self._settled = self.replay.cursor  # bars below this index have been checked for fills
         self.market_closed = False
         self.requote_next = 0
+        self.throttle_next = 0
 
     def _sync(self) -> None:
         """Move the replay to wall-clock time (speed > 0) and settle orders on bars that closed."""
@@ -161,6 +163,10 @@ class SimMarket:
             if req.action == contract.TRADE_ACTION_SLTP:
                 return self.dealer.modify_stops(req.position, req.sl, req.tp, bid, ask)
             self._check_symbol(req.symbol)
+            if self.throttle_next > 0:
+                self.throttle_next -= 1
+                return contract.result(contract.RETCODE_TOO_MANY_REQUESTS, bid=bid, ask=ask,
+                                       comment="too many requests")
             refused = self._refusal(req.volume, bid, ask)
             if refused is not None:
                 return refused
