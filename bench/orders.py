@@ -14,8 +14,9 @@ almost empty book. The simulator runs in step mode: the quote does not move, not
              POST /order with the Idempotency-Key, retcode interpretation, the result dict.
   send+rule  the pure risk decision (engine.trading.risk_rules: exposure_from_records, roll_day,
              latch_breach, status_of, decide_open on inputs read once before the loop), then send_order.
-  send+risk  RiskManager.can_open_position (reads the account, positions and pending orders over REST and
-             syncs its state with the in-memory store), then send_order.
+  send+risk  send_order(..., risk=RiskManager): the same, with RiskManager.can_open_position asked before
+             the POST (it reads the account, positions and pending orders over REST and syncs its state
+             with the in-memory store).
 
 ``send / bare`` includes send_order's two reads: they are round trips, not client-side work.
 ``send / bare3`` compares like for like (same requests); its difference is send_order's own cost.
@@ -97,10 +98,9 @@ def cases(sim: Simulator, session: requests.Session, client: MT5RestClient) -> d
     risk = RiskManager(client, **LIMITS)
 
     def send_after_risk() -> None:
-        check = risk.can_open_position(SYMBOL, VOLUME, side="buy")
-        if not check["allowed"]:
-            raise RuntimeError(f"risk refused: {check['reason']}")
-        send()
+        result = send_order(SYMBOL, VOLUME, "buy", client=client, risk=risk)
+        if not result["success"]:
+            raise RuntimeError(f"send_order(risk=...) failed: {result['error']}")
 
     return {"bare": bare_post, "bare3": bare_three, "send": send, "send+rule": send_after_rule,
             "send+risk": send_after_risk}

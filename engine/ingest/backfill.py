@@ -61,6 +61,7 @@ class Progress:
     done: float = 0.0
     rows: int = 0
     new_rows: int = 0
+    resumed_after: pd.Timestamp | None = None  # the newest row already stored in the range, when there was one
 
 
 def _resume_point(store: TickStore, series: Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Timestamp | None:
@@ -105,7 +106,7 @@ def _one(feed: Feed, store: TickStore, series: Series, start: pd.Timestamp, end:
     last = _resume_point(store, series, start, end)
     series.cursor = start - step if last is None else last
     if last is not None:
-        progress.done = (last - start).total_seconds()
+        progress.done, progress.resumed_after = (last - start).total_seconds(), last
         if series.timeframe is None:
             series.edge = stored_edge(store, series.symbol, last)
         log.info("backfill: %s resumes after %s", series.name, last.isoformat())

@@ -43,7 +43,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         finally:
             feed.close()
         for p in results:
-            console.print(f"  {p.name}: {p.rows:,} rows fetched, {p.new_rows:,} new")
+            resumed = f"resumed after {p.resumed_after.isoformat()}; " if p.resumed_after is not None else ""
+            console.print(f"  {p.name}: {resumed}{p.rows:,} rows fetched, {p.new_rows:,} new", highlight=False)
         if not complete:
             console.print("[yellow]backfill interrupted[/]: run the same command again to resume")
         metrics = {"rows": float(sum(p.rows for p in results)), "new_rows": float(sum(p.new_rows for p in results)),

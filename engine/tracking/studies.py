@@ -41,14 +41,31 @@ def open_storage(url: str | None, journal: str | Path | None) -> Any:
     import optuna
 
     if url:
-        # pool_pre_ping: a long sweep outlives idle connections a database or a proxy closes
-        return optuna.storages.RDBStorage(str(url), engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(str(url))
     if journal:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     raise OperationalError("an Optuna study shared between processes needs a storage: set "
                            "hydra.sweeper.storage to a database URL, or leave it null for a journal file")
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> Any:
+    """``RDBStorage(url)``; Optuna creates its tables on first use, and two sweepers starting together on an
+    empty database race to do it: the loser's DDL fails, and a second try finds the tables made."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            # pool_pre_ping: a long sweep outlives idle connections a database or a proxy closes
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except SQLAlchemyError as exc:
+            if attempt == attempts:
+                raise
+            log.info("Optuna storage not ready (%s); trying again", type(exc).__name__)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def create_or_join(storage: Any, name: str, direction: str, sampler: Any, pruner: Any) -> tuple[Any, bool]:
@@ -113,7 +130,9 @@ class StudyRun:
 
         client = MlflowClient(tracking_uri=settings.uri)
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        if run_id is None and not created:
+        if run_id is None and not created and not study.get_trials(deepcopy=False):
+            # a sweeper that created the study a moment ago is about to store its run's id (a study that
+            # already has trials and no id was made without one: there is nothing to wait for)
             run_id = wait_for_attr(study, PARENT_RUN_ATTR, wait_s)
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")

@@ -79,7 +79,7 @@ def test_backfill_is_chunked_and_resumes_after_an_interruption(engine_root: Path
     again, log2 = engine_process(engine_root, *args)
     assert again.wait(timeout=120) == 0, log2.read_text()[-3000:]
     out = log2.read_text()
-    assert f"resumes after {part.index[-1].isoformat()}" in out and "interrupted" not in out
+    assert f"BTCUSD M1: resumed after {part.index[-1].isoformat()}; " in out and "interrupted" not in out
     # The sample's March bars, each once; the simulator's clock stands at the last bar, which is still forming.
     want = CsvBarSource(str(SAMPLE_PATH)).load_bars("BTCUSD", "M1").loc["2024-03-01":"2024-03-31 23:58"]
     got = store.read_bars("BTCUSD", "M1")

@@ -65,3 +65,28 @@ def test_smoke_trades_a_registered_champion_and_ends_by_itself(compose, run_engi
     (run,) = client.search_runs([client.get_experiment_by_name("engine-live").experiment_id])
     assert run.data.metrics["bars"] == 120 and "order_latency_p99_ms" in run.data.metrics
     assert run.data.tags["registered_name"] == "btc" and run.data.tags["mode"] == "paper"
+
+
+@pytest.mark.postgres
+def test_with_storage_timescaledb_the_trail_and_risk_state_live_in_the_database(compose, pg) -> None:
+    import datetime as dt
+
+    from engine.tasks.live import stores
+    from engine.trading.audit import AuditLog
+    from engine.trading.risk_state import RiskState
+
+    cfg = compose(["task=live", "storage=timescaledb", f"storage.host={pg.host}", f"storage.port={pg.port}",
+                   f"storage.dbname={pg.dbname}", f"storage.user={pg.user}", f"storage.password={pg.password}"])
+    audit, risk = stores(cfg)
+    try:
+        assert audit.describe().startswith("postgresql://") and "live_audit" in audit.describe()
+        log = AuditLog(audit, "pg-session")
+        log.add("bar", dt.datetime(2024, 2, 22, tzinfo=dt.UTC), close=1.0)
+        log.flush()
+        assert [r.kind for r in audit.read("pg-session")] == ["bar"]
+        state = RiskState(peak_balance=1.0, day_start_balance=1.0, last_balance=1.0, daily_pnl=0.0,
+                          trading_day=dt.date(2024, 2, 22), version=1)
+        assert risk.save("pg-session", state) and risk.load("pg-session") == state
+    finally:
+        audit.close()
+        risk.close()

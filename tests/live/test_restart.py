@@ -1,6 +1,7 @@
 """Restart safety with real processes: ``python -m engine task=live`` killed with SIGKILL between a decision and
 the broker's answer, then started again, reconciles, never places the order twice and resumes from the last
-processed bar with the RiskManager's state intact; SIGTERM then stops it cleanly after the bar in progress.
+processed bar with the RiskManager's state intact (an operator's halt made while it was down holds); SIGTERM then
+stops it cleanly after the bar in progress.
 
 The simulator lives in the test process (it is the broker: it must outlive the engine). Its replay moves one
 bar per bar request (``step_on_poll``), so the engine's own polling drives it, and the first order's answer is
@@ -78,13 +79,23 @@ def test_sigkill_between_decision_and_answer_then_restart(broker: Simulator, mod
             first.kill()
     in_flight = requests[0]
     last_done = max(r.bar_time for r in _kinds(tmp_path, "bar_done"))
+    # While it is down, an operator halts the strategy: the restarted engine must read that state, not start
+    # afresh (the RiskManager's state survives restarts in its store).
     risk_file = tmp_path / "data" / "risk" / "state.json"
-    version_before = json.loads(risk_file.read_text())["states"][SESSION]["version"]
+    halt = subprocess.run([sys.executable, "-m", "engine.risk_cli", "--file", str(risk_file), "--key", SESSION,
+                           "halt", "--by", "test", "--note", "restart drill"], capture_output=True, text=True,
+                          timeout=60)
+    assert halt.returncode == 0, halt.stderr
 
     second = _engine(tmp_path, broker.url, model_path, log)
+
+    def resumed() -> bool:
+        after = [r for r in _records(tmp_path) if r.bar_time is not None and r.bar_time > last_done]
+        return sum(r.kind == "bar_done" for r in after) >= 20 and any(r.kind == "risk_refusal" for r in after)
+
     try:
-        wait_until(lambda: len([r for r in _kinds(tmp_path, "bar_done") if r.bar_time > last_done]) >= 20
-                   or second.poll() is not None, "20 bars after the restart", timeout=120)
+        wait_until(lambda: resumed() or second.poll() is not None, "20 bars and an entry refused after the restart",
+                   timeout=180)
         assert second.poll() is None, log.read_text()
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0, log.read_text()
@@ -109,8 +120,12 @@ def test_sigkill_between_decision_and_answer_then_restart(broker: Simulator, mod
     # the in-flight bar closed while the engine was down: recorded, not traded again
     redo = [r for r in records if r.kind == "decision" and r.bar_time == in_flight.bar_time]
     assert len(redo) == 2 and not redo[1].detail["fresh"]
-    # the risk state kept its history across the kill (compare-and-set versions only grow)
-    assert json.loads(risk_file.read_text())["states"][SESSION]["version"] >= version_before
+    # the halt set while the engine was down holds: every entry after the restart is refused for it
+    refusals = [r for r in records if r.kind == "risk_refusal" and r.seq > starts[1].seq]
+    assert refusals and all("HALTED" in r.detail["reason"] for r in refusals)
+    assert json.loads(risk_file.read_text())["states"][SESSION]["changed_by"] == "test"
+    assert not [r for r in records if r.kind == "order_request" and r.seq > starts[1].seq
+                and r.detail["action"] == "open"]
     # SIGTERM: the bar in progress completed, the session's end is recorded, nothing half-written
     assert records[-1].kind == "session_stop" and records[-1].detail["reason"] == "stop requested"
     after = [r for r in records if r.seq > starts[1].seq]

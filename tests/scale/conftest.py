@@ -25,6 +25,7 @@ from tests.scale.services import (
     start_s3,
     stop,
 )
+from tests.tasks.conftest import mlflow_template, store  # noqa: F401  (the pre-created MLflow store)
 
 
 def _missing(reason: str) -> None:

@@ -88,7 +88,7 @@ class S3Server:
         return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
                 "MLFLOW_S3_ENDPOINT_URL": self.endpoint}
 
-    def client(self):  # noqa: ANN201 - a boto3 client
+    def client(self):
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY,
