@@ -16,10 +16,23 @@ command -v "$PY" >/dev/null || PY=python3
 # torch first and pinned: pip then takes the CPU build where one is provided locally, and a range that
 # 2.13.0 satisfies (pyproject) installs nothing more. Without it pip would fetch a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
+# The official Optuna sweeper pins optuna<3; engine's own sweeper (hydra_plugins/) replaced it.
+.venv/bin/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
 if (( with_test )); then
   .venv/bin/python -m pip install -q -e '.[test]'
 else
   .venv/bin/python -m pip install -q -e .
+fi
+
+if (( with_test )); then
+  # The `ray` extra in an environment of its own: hydra-ray-launcher pins cloudpickle<3, which pip can only
+  # satisfy with joblib 1.5 beside it, while the main environment keeps joblib 1.6 (cloudpickle>=3).
+  # tests/scale run the Ray cluster and the driver from here (about 1.5 minutes to build the first time).
+  [[ -x .venv-ray/bin/python ]] || "$PY" -m venv .venv-ray
+  .venv-ray/bin/python -m pip install -q --upgrade pip
+  .venv-ray/bin/python -m pip install -q "torch==2.13.0"
+  .venv-ray/bin/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
+  .venv-ray/bin/python -m pip install -q -e '.[ray]'
 fi
 
 if (( with_test )); then

@@ -102,10 +102,8 @@ def _row_hash(keys: np.ndarray) -> np.ndarray:
     return h
 
 
-def not_stored(batch: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """Mask of ``batch`` rows (int64 key words) that are absent from ``stored``; exact, hashing only to be fast."""
-    if len(stored) == 0 or len(batch) == 0:
-        return np.ones(len(batch), dtype=bool)
+def _hashed_absent(batch: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """Mask of ``batch`` rows absent from ``stored`` by row hash, verified word by word (exact)."""
     hs = _row_hash(stored)
     order = np.argsort(hs, kind="stable")
     hs, stored = hs[order], stored[order]
@@ -116,6 +114,29 @@ def not_stored(batch: np.ndarray, stored: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(same_hash & ~found):  # a hash shared by other rows: compare with all of them
         lo, hi = np.searchsorted(hs, hb[i], "left"), np.searchsorted(hs, hb[i], "right")
         found[i] = bool((stored[lo:hi] == batch[i]).all(axis=1).any())
+    return ~found
+
+
+def not_stored(batch: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """Mask of ``batch`` rows (int64 key words, time first) that are absent from ``stored``; exact.
+
+    Matched by time first: both sides arrive nearly time-sorted (the stable sort of a sorted array is linear),
+    a row whose microsecond holds one stored row is compared with that row directly, and only rows sharing
+    their microsecond with several stored ones go through the row hash."""
+    if len(stored) == 0 or len(batch) == 0:
+        return np.ones(len(batch), dtype=bool)
+    stored = stored[np.argsort(stored[:, 0], kind="stable")]
+    lo = np.searchsorted(stored[:, 0], batch[:, 0], "left")
+    count = np.searchsorted(stored[:, 0], batch[:, 0], "right") - lo
+    found = np.zeros(len(batch), dtype=bool)
+    single = np.flatnonzero(count == 1)
+    found[single] = (stored[lo[single]] == batch[single]).all(axis=1)
+    many = np.flatnonzero(count > 1)
+    if len(many):
+        lens, starts = count[many], lo[many]
+        # Every stored row in those microseconds, gathered in one go (ranges concatenated).
+        rows = np.repeat(starts - np.cumsum(np.r_[0, lens[:-1]]), lens) + np.arange(lens.sum())
+        found[many] = ~_hashed_absent(batch[many], stored[rows])
     return ~found
 
 

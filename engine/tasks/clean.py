@@ -2,7 +2,9 @@
 
 The first step of the dataset, stored: :func:`engine.data.dataset.clean_bars` with the run's ``cleaner`` and
 ``task.bar_size``, exactly as ``task=train`` would clean, written to ``${paths.clean}/<symbol>_<bar size>.parquet``
-for ``task=features`` (the dvc.yaml clean stage).
+for ``task=features`` (the dvc.yaml clean stage). ``smoke=true`` keeps the last 20,000 stored bars here, where
+bars are loaded, as ``task=train`` does when it loads them; a train reading the stored features takes them as
+they are.
 """
 
 from __future__ import annotations

@@ -153,3 +153,23 @@ def test_settings_refuse_what_cannot_be_ingested() -> None:
         IngestSettings(ticks=False, timeframes=())
     with pytest.raises(ConfigError, match="positive duration"):
         IngestSettings(tick_span="soon")
+
+
+class EvenMinutesOnly:
+    """A cleaner (the DataCleaner protocol) that keeps bars opening at even minutes and every tick."""
+
+    def clean_ohlcv(self, df: pd.DataFrame) -> pd.DataFrame:
+        return df.loc[df.index.minute % 2 == 0]
+
+    def clean_ticks(self, df: pd.DataFrame) -> pd.DataFrame:
+        return df
+
+
+def test_the_cleaner_hook_sees_every_poll_before_the_store(feed: EmbeddedSimulatorClient, tmp_path: Path,
+                                                           started: Callable) -> None:
+    store = ParquetStore(tmp_path)
+    ingestor = started(DataIngestor(feed, store, fast(timeframes=("M1",)), cleaner=EvenMinutesOnly()))
+    wait_for(lambda: ingestor.counters()["rows_written"] == 15 + 31)
+    assert ingestor.stop(timeout=10)
+    bars = store.read_bars("BTCUSD", "M1")
+    assert list(bars.index.minute) == list(range(0, 30, 2))

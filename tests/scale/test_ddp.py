@@ -91,20 +91,16 @@ def test_two_gloo_processes_learn_what_one_process_learns(tmp_path: Path) -> Non
 
 
 def test_lstm_experiment_trains_with_ddp_and_logs_one_run(run_engine, engine_root: Path) -> None:
-    common = ["+experiment=lstm_5m", "smoke=true", "task.smoke_max_epochs=2", "task.report=[]",
-              "task.log_model=false"]
-    single = run_engine(*common, "tracking.experiment=lstm_single", timeout=900)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_engine(*common, "trainer=ddp", "tracking.experiment=lstm_ddp", timeout=900)
+    # (that DDP learns what one process learns is the test above; this one runs the real job end to end)
+    ddp = run_engine("+experiment=lstm_5m", "smoke=true", "task.smoke_max_epochs=2", "task.report=[]",
+                     "task.log_model=false", "trainer=ddp", timeout=900)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     store = Store(engine_root)
-    (one,), (run,) = store.runs("lstm_single"), store.runs("lstm_ddp")
+    (run,) = store.runs("lstm_5m")
     assert run.info.status == "FINISHED" and run.data.params["trainer.strategy"] == "ddp_spawn"
-    # rank 0 alone logged the curves: one point per epoch, as the single-process run has
+    # rank 0 alone logged the curves: one point per epoch (two ranks logging would double them)
     epochs = int(run.data.metrics["fit_epochs_run"])
-    history = store.client.get_metric_history(run.info.run_id, "val_loss")
-    assert epochs == 2 and len(history) == epochs
-    assert len(store.client.get_metric_history(one.info.run_id, "val_loss")) == epochs
-    assert run.data.metrics["val_log_loss"] == pytest.approx(one.data.metrics["val_log_loss"], abs=LOG_LOSS_TOLERANCE)
-    assert run.data.metrics["val_accuracy"] == pytest.approx(one.data.metrics["val_accuracy"], abs=ACCURACY_TOLERANCE)
-    assert Path(run.data.tags["model_path"]).is_file()
+    assert epochs == 2
+    assert len(store.client.get_metric_history(run.info.run_id, "val_loss")) == epochs
+    assert len(store.client.get_metric_history(run.info.run_id, "train_loss")) == epochs
+    assert 0.0 < run.data.metrics["val_log_loss"] < 1.0 and Path(run.data.tags["model_path"]).is_file()

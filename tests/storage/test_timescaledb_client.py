@@ -137,3 +137,17 @@ def test_a_batch_failing_inside_the_database_writes_nothing(db_client: Timescale
     finally:
         with db_client._tx() as cur:
             cur.execute("DROP TRIGGER refuse_bar ON ohlcv")
+
+
+def test_the_row_matcher_is_exact() -> None:
+    """not_stored (the conflict check of the checked path) against a plain set difference, on rows that share
+    microseconds, differ in one word only, repeat, and come in any order."""
+    from engine.storage.pgwrite import not_stored
+
+    rng = np.random.default_rng(9)
+    base = np.column_stack([rng.integers(0, 400, 3_000), rng.integers(0, 3, (3_000, 3))]).astype(np.int64)
+    stored = base[rng.permutation(3_000)[:2_000]]
+    batch = np.vstack([base, base[:50] + [0, 0, 0, 1], base[:10]])[rng.permutation(3_060)]
+    want = np.array([tuple(r) not in set(map(tuple, stored)) for r in batch])
+    assert (not_stored(batch, stored) == want).all() and want.any() and not want.all()
+    assert not_stored(batch, stored[:0]).all()
