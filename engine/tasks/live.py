@@ -174,6 +174,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with job_run(cfg, tags={"mode": str(cfg.task.mode)}) as tracked, tempfile.TemporaryDirectory() as tmp:
         path, model_info = load_reference(model_reference(cfg), tracked.tracking_uri or str(cfg.tracking.uri), Path(tmp))
         pipe = MLPipeline.load(path)
+        if pipe.is_net:
+            import torch
+
+            # One decision is one window: a tiny forward pass that one thread runs fastest; more threads only
+            # add synchronisation, and on a busy machine they make the latency of every bar erratic.
+            torch.set_num_threads(1)
         features, bar = feature_recipe(cfg, pipe)
         tracked.set_tags({k: v for k, v in model_info.items() if v is not None})
         session = session_name(cfg, bar)

@@ -49,6 +49,13 @@ def test_a_net_trains_quietly_and_its_run_folder_holds_everything(run_engine, st
     history = store.client.get_metric_history(run.info.run_id, "test_equity_curve")
     assert len(history) > 10 and history[0].value == pytest.approx(1.0)
     assert (folder / "metrics" / "test_equity_curve.csv").read_text().startswith("step,value\n0,")
+    # MLflow pages worth opening: the data as a dataset, a described experiment, named models, no class paths
+    (dataset,) = [d.dataset for d in store.client.get_run(run.info.run_id).inputs.dataset_inputs]
+    assert dataset.digest and "M1" in dataset.name and "train" in dataset.profile
+    assert "task=train" in store.client.get_experiment_by_name("dnn_1m").tags["mlflow.note.content"]
+    assert not [k for k in run.data.params if k.endswith("_target_")]
+    models = store.client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [m.name for m in models] == ["dnn_1m"]
 
 
 def test_tracking_off_keeps_plots_metrics_and_shap_in_the_run_folder(compose_job, engine_root: Path, capsys) -> None:
