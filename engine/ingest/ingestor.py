@@ -62,6 +62,7 @@ class DataIngestor:
         self._feed_now: dict[str, pd.Timestamp] = {}  # the feed's clock (its latest tick) at the last poll
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # tells the writer a buffer is full, or to stop
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
         self._failures = {"feed": 0, "store": 0}  # consecutive, for the backoff
@@ -85,6 +86,7 @@ class DataIngestor:
         could not be written stay at the source and are read again by the next start."""
         self._final_deadline = time.monotonic() + timeout
         self._stop.set()
+        self._wake.set()
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -110,23 +112,46 @@ class DataIngestor:
         if self.failure is not None:
             raise RuntimeError(f"the ingest thread died: {self.failure!r}") from self.failure
 
-    # -- the thread -----------------------------------------------------------------------------------
+    # -- the threads ----------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The polling thread; writes run on a second thread so that a slow write does not stall the polls."""
+        writer: threading.Thread | None = None
         try:
             self._resume()
+            writer = threading.Thread(target=self._write_loop, name="engine-ingest-writer", daemon=True)
+            writer.start()
             while not self._stop.is_set():
                 if time.monotonic() >= self._next_poll:
                     self._poll_all()
-                self._write(force=False)
                 if time.monotonic() - self._last_log >= self.settings.log_interval:
                     self._log()
-                self._stop.wait(max(0.0, min(self._next_poll, self._due()) - time.monotonic()))
-            self._drain()
+                self._stop.wait(max(0.0, self._next_poll - time.monotonic()))
         except BaseException as exc:  # kept for the task to re-raise: a thread must not die silently
-            self.failure = exc
-            log.error("ingest: stopped by %s: %s", type(exc).__name__, exc)
+            self._fail(exc)
         finally:
+            if not self._final_deadline:  # ended by a failure, not by stop(): still write what is buffered
+                self._final_deadline = time.monotonic() + 30.0
+            self._stop.set()
+            self._wake.set()
+            if writer is not None:
+                writer.join(max(0.0, self._final_deadline - time.monotonic()))
             self._log()
+
+    def _write_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._write(force=False)
+                self._wake.wait(max(0.0, min(self._due(), time.monotonic() + 1.0) - time.monotonic()))
+                self._wake.clear()
+            self._drain()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = self.failure or exc
+        log.error("ingest: stopped by %s: %s", type(exc).__name__, exc)
+        self._stop.set()
+        self._wake.set()
 
     def _resume(self) -> None:
         s = self.settings
@@ -170,30 +195,17 @@ class DataIngestor:
         else:
             polled = poll_bars(self.feed, series, now, self.settings.bar_volume)
         self._count("duplicates", polled.duplicates)
-        rows = self._checked(series, polled.rows) if len(polled.rows) else polled.rows
+        rows, rejected = checked(series, polled.rows, self.cleaner) if len(polled.rows) else (polled.rows, 0)
+        self._count("rejected", rejected)
         if len(rows):
             with self._lock:
                 series.buffer.append(rows)
                 series.rows += len(rows)
                 series.oldest = series.oldest or time.monotonic()
                 self._counts["rows_in"] += len(rows)
+            if series.rows >= self.settings.batch_size:
+                self._wake.set()
         return polled.caught_up
-
-    def _checked(self, series: Series, frame: pd.DataFrame) -> pd.DataFrame:
-        if series.timeframe is None:
-            frame = self.cleaner.clean_ticks(frame) if self.cleaner else frame
-            bad = tick_problems(frame)
-        else:
-            frame = self.cleaner.clean_ohlcv(frame) if self.cleaner else frame
-            bad = bar_problems(frame)
-        if not bad:
-            return frame
-        self._count("rejected", len(bad))
-        first = min(bad)
-        log.warning("ingest: %s: %d row(s) with impossible values set aside; first at %s: %s", series.name,
-                    len(bad), frame.index[first].isoformat(), bad[first])
-        keep = [i for i in range(len(frame)) if i not in bad]
-        return frame.iloc[keep]
 
     # -- writing --------------------------------------------------------------------------------------
     def _due(self) -> float:
@@ -207,11 +219,13 @@ class DataIngestor:
         if now < self._next_write:
             return False
         for series in self._series:
-            due = series.rows and (force or series.rows >= self.settings.batch_size
-                                   or now - series.oldest >= self.settings.flush_interval)
+            with self._lock:  # the poller appends meanwhile; what is written here is this snapshot
+                frames, oldest = list(series.buffer), series.oldest
+            due = frames and (force or sum(map(len, frames)) >= self.settings.batch_size
+                              or now - oldest >= self.settings.flush_interval)
             if not due:
                 continue
-            batch = pd.concat(series.buffer) if len(series.buffer) > 1 else series.buffer[0]
+            batch = pd.concat(frames) if len(frames) > 1 else frames[0]
             try:
                 if series.timeframe is None:
                     new = self.store.write_ticks(batch, series.symbol)
@@ -223,7 +237,9 @@ class DataIngestor:
                 return False
             committed = time.monotonic()
             with self._lock:
-                series.buffer, series.rows, series.oldest = [], 0, None
+                del series.buffer[:len(frames)]
+                series.rows -= len(batch)
+                series.oldest = committed if series.buffer else None
                 self._counts["rows_written"] += new
                 self._counts["duplicates"] += len(batch) - new
                 self._counts["batches"] += 1
@@ -270,7 +286,27 @@ class DataIngestor:
 
     def _log(self) -> None:
         self._last_log = time.monotonic()
-        c = self.counters()
-        log.info("ingest: in %d, written %d, duplicates %d, rejected %d, buffered %d, lag %.1fs, feed errors %d, "
-                 "store errors %d, backpressure %d", c["rows_in"], c["rows_written"], c["duplicates"], c["rejected"],
-                 c["buffered"], c["lag_seconds"], c["feed_errors"], c["store_errors"], c["backpressure"])
+        log.info("ingest: %s", describe(self.counters()))
+
+
+def checked(series: Series, frame: pd.DataFrame, cleaner: Cleaner | None) -> tuple[pd.DataFrame, int]:
+    """The rows after the cleaner, less those with impossible values (logged): set aside so that they cannot
+    block a batch forever; and how many were set aside."""
+    if series.timeframe is None:
+        frame = cleaner.clean_ticks(frame) if cleaner else frame
+        bad = tick_problems(frame)
+    else:
+        frame = cleaner.clean_ohlcv(frame) if cleaner else frame
+        bad = bar_problems(frame)
+    if not bad:
+        return frame, 0
+    first = min(bad)
+    log.warning("ingest: %s: %d row(s) with impossible values set aside; first at %s: %s", series.name, len(bad),
+                frame.index[first].isoformat(), bad[first])
+    return frame.iloc[[i for i in range(len(frame)) if i not in bad]], len(bad)
+
+
+def describe(c: dict[str, float]) -> str:
+    return (f"in {c['rows_in']:.0f}, written {c['rows_written']:.0f}, duplicates {c['duplicates']:.0f}, rejected "
+            f"{c['rejected']:.0f}, buffered {c['buffered']:.0f}, lag {c['lag_seconds']:.1f}s, feed errors "
+            f"{c['feed_errors']:.0f}, store errors {c['store_errors']:.0f}, backpressure {c['backpressure']:.0f}")

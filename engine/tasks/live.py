@@ -38,6 +38,7 @@ from engine.errors import ConfigError, OperationalError
 from engine.mt5.client import MT5RestClient
 from engine.tasks.backtest_wiring import backtest_settings, risk_limits
 from engine.tasks.common import job_run
+from engine.tasks.model_wiring import MODEL_FILE, model_dir
 from engine.timeframes import Timeframe
 from engine.trading.audit import AuditLog
 from engine.trading.live import Heartbeat, LiveLoop, LiveSettings
@@ -68,9 +69,8 @@ def check_mode(cfg: DictConfig) -> None:
 
 
 def model_reference(cfg: DictConfig) -> str:
-    if cfg.task.model:
-        return str(cfg.task.model)
-    return str(Path(str(cfg.paths.models)) / str(cfg.task.model_name) / "pipeline.zip")
+    """task.model, else the model a single task=train run published for task.model_name."""
+    return str(cfg.task.model) if cfg.task.model else str(model_dir(cfg) / MODEL_FILE)
 
 
 def feature_recipe(cfg: DictConfig, pipe: Any) -> tuple[FeatureEngineering, Timeframe]:

@@ -6,6 +6,8 @@ bar is loaded, so train and explain always rebuild the same samples and splits f
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +25,7 @@ from engine.models import SEQUENCE_TYPES
 from engine.tasks.common import load_bars, phase
 
 MODEL_FILE = "pipeline.zip"
+RUNS_DIR = "runs"  # <model_dir>/runs/<run id>/pipeline.zip: one folder per run, never reused
 
 
 def dataset_builder(cfg: DictConfig) -> DatasetBuilder:
@@ -61,14 +64,25 @@ def build_dataset(cfg: DictConfig, console: Console, builder: DatasetBuilder | N
 
 
 def model_dir(cfg: DictConfig) -> Path:
-    """${paths.models}/<model_name>/; sweep trials get their own sub-directory so they never collide."""
-    path = Path(str(cfg.paths.models)) / str(cfg.task.model_name)
+    """${paths.models}/<model_name>/: its ``pipeline.zip`` is the latest model a single run published, the
+    stable path task=explain, backtest and live read by default (and dvc.yaml's train stage outputs)."""
+    return Path(str(cfg.paths.models)) / str(cfg.task.model_name)
+
+
+def run_model_path(cfg: DictConfig, run_id: str | None) -> Path:
+    """Where this run's own model is saved: ``<model_dir>/runs/<run id>/pipeline.zip``, so no later run or sweep
+    trial ever overwrites the file a run's ``model_path`` tag names. Without MLflow (no run id) the folder is
+    named by the UTC time and a random suffix, unique all the same."""
+    key = run_id or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return model_dir(cfg) / RUNS_DIR / key / MODEL_FILE
+
+
+def latest_model_path(cfg: DictConfig) -> Path | None:
+    """The stable path a successful single run publishes its model to; None in a multirun, whose trials are
+    candidates (a sweep's jobs finish in any order, so "the last one" would be an arbitrary trial)."""
     try:
-        hc = HydraConfig.get()
-        if str(hc.mode) == "RunMode.MULTIRUN":
-            # an Optuna trial's number is unique in its study, even across sweepers sharing the study
-            number = cfg.sweep.trial if cfg.get("sweep") is not None and cfg.sweep.trial is not None else hc.job.num
-            path = path / f"trial_{number}"
+        if str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+            return None
     except ValueError:
         pass
-    return path
+    return model_dir(cfg) / MODEL_FILE

@@ -19,7 +19,7 @@ from engine.errors import ConfigError
 from engine.tasks.common import job_run, phase
 from engine.tasks.console import job_console
 from engine.tasks.dvc_wiring import check_dvc_track, data_version_tags, write_metrics
-from engine.tasks.model_wiring import MODEL_FILE, build_dataset, dataset_builder, model_dir
+from engine.tasks.model_wiring import build_dataset, dataset_builder, latest_model_path, run_model_path
 from engine.tracking.mlflow import Run
 
 SMOKE_REPORT_SAMPLES = 100  # rows for permutation importance in smoke mode (one prediction per feature)
@@ -147,12 +147,14 @@ def _report(cfg: DictConfig, tracked: Run, console: Console, ctx: Any, run_steps
 
 
 def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Dataset) -> None:
-    path = model_dir(cfg) / MODEL_FILE
+    # the run's own file, never overwritten (the model_path tag names it); a single run then publishes it
+    path, latest = run_model_path(cfg, tracked.run_id), latest_model_path(cfg)
     with phase(console, f"save model -> {path}"):
         # the recipe lets task=live rebuild the very features the model was trained on
         pipe.metadata.update({"bar_size": cfg.task.bar_size or str(cfg.timeframe), "symbol": str(cfg.symbol),
                               "data_fingerprint": data.fingerprint, "recipe": dataset_builder(cfg).recipe()})
-        pipe.save(path)
+        # the hooks (task.dvc_track: dvc add) version the published file, or the trial's own in a multirun
+        pipe.save(path) if latest is None else pipe.save_copy(path)
         tracked.set_tags({"model_path": str(path)})
         if tracked.active and cfg.task.log_model:
             from engine.tracking.model_hooks import log_pipeline_model
@@ -166,6 +168,11 @@ def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Data
                                       tracking_uri=tracked.tracking_uri)
                 tracked.set_tags({"registered_model": registered.uri, "registered_version": registered.version})
                 console.print(f"registered {registered.name} version {registered.version} ({registered.uri})")
+    if latest is not None:
+        # published last, once everything above succeeded; the artifact writer replaces the file atomically
+        with phase(console, f"publish latest -> {latest}"):
+            pipe.save(latest)
+            tracked.set_tags({"latest_model_path": str(latest)})
 
 
 def _summary(console: Console, metrics: dict[str, float], bar_seconds: float) -> None:
