@@ -1,4 +1,4 @@
-"""DataIngestor: ticks and closed bars from an MT5 feed into a store, on its own thread, exactly once.
+"""DataIngestor: ticks and closed bars from an MT5 feed into a store, on its own threads, exactly once.
 
 At start every series' cursor comes from the store (``last_timestamp``), so a restart resumes where the store
 ends: what was polled but not committed is polled again, and the store's idempotent writes keep a re-sent row
@@ -8,6 +8,10 @@ backoff; nothing is dropped. The buffers are bounded: at ``max_buffer_rows`` pol
 the source, which keeps its history) until writes succeed again, and each pause is counted in
 ``backpressure``. Feed errors (network, timeouts, 5xx, garbled answers) back off and retry; rows with
 impossible values are set aside and counted (``rejected``) so they cannot block a batch forever.
+
+Two threads: one polls, one writes, so a slow write never delays the next poll (the whole path runs at about
+the slower of the two instead of their sum). The store is used by the writer only, after the poller has read
+the resume points from it, so a one-connection store client is never shared between threads.
 """
 
 from __future__ import annotations
@@ -199,11 +203,12 @@ class DataIngestor:
         self._count("rejected", rejected)
         if len(rows):
             with self._lock:
+                first = not series.buffer
                 series.buffer.append(rows)
                 series.rows += len(rows)
                 series.oldest = series.oldest or time.monotonic()
                 self._counts["rows_in"] += len(rows)
-            if series.rows >= self.settings.batch_size:
+            if first or series.rows >= self.settings.batch_size:  # the writer learns a due time, or writes now
                 self._wake.set()
         return polled.caught_up
 

@@ -218,6 +218,9 @@ def _trade(cfg: DictConfig, console: Console, tracked: Any, client: MT5RestClien
         return feed.now.to_pydatetime() if feed.now is not None else dt.datetime.now(dt.UTC)
 
     risk = RiskManager.from_limits(client, limits, store=risk_store, key=settings.session, clock=risk_clock)
+    # Bound to the client: no order of this process can reach the broker without the risk check, whatever
+    # code path sends it (the loop's own gate below only records the refusal's reason in the audit trail).
+    client.guard_orders(risk)
     equity_start = float(client.account_info()["equity"])
 
     def on_heartbeat(beat: Heartbeat) -> None:

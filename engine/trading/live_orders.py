@@ -113,7 +113,7 @@ class OrderDesk:
         self.on_sent()
         self.counts["orders"] += 1
         answer = send_order(self.symbol, lots, name, client=self.broker, sl=sl, tp=tp, magic=self.magic,
-                            deviation=self.deviation, idempotency_key=key)
+                            deviation=self.deviation, idempotency_key=key, risk=self.risk)
         self.audit.add("order_answer", bar_time, key=key, success=bool(answer.get("success")),
                        data=answer.get("data"), error=answer.get("error"), warning=answer.get("warning"))
         if not answer.get("success"):
@@ -123,7 +123,7 @@ class OrderDesk:
         data = answer["data"]
         self.audit.add("fill", bar_time, key=key, action="open", side=side, volume=data["volume"],
                        price=data["price"], deal=data["deal"], order=data["order"], sl=sl, tp=tp,
-                       reference=entry, reconciled=data.get("reconciled", False))
+                       reference=entry, reconciled=bool(answer.get("reconciled", False)))
         return True
 
     def _levels(self, side: int, exit_price: float, atr: float, spec: SymbolSpec,
