@@ -154,7 +154,10 @@ def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Data
         pipe.metadata.update({"bar_size": cfg.task.bar_size or str(cfg.timeframe), "symbol": str(cfg.symbol),
                               "data_fingerprint": data.fingerprint, "recipe": dataset_builder(cfg).recipe()})
         # the hooks (task.dvc_track: dvc add) version the published file, or the trial's own in a multirun
-        pipe.save(path) if latest is None else pipe.save_copy(path)
+        if latest is None:
+            pipe.save(path)
+        else:
+            pipe.save_copy(path)
         tracked.set_tags({"model_path": str(path)})
         if tracked.active and cfg.task.log_model:
             from engine.tracking.model_hooks import log_pipeline_model

@@ -147,7 +147,7 @@ def test_the_row_matcher_is_exact() -> None:
     rng = np.random.default_rng(9)
     base = np.column_stack([rng.integers(0, 400, 3_000), rng.integers(0, 3, (3_000, 3))]).astype(np.int64)
     stored = base[rng.permutation(3_000)[:2_000]]
-    batch = np.vstack([base, base[:50] + [0, 0, 0, 1], base[:10]])[rng.permutation(3_060)]
+    batch = np.vstack([base, base[:50] + np.array([0, 0, 0, 1]), base[:10]])[rng.permutation(3_060)]
     want = np.array([tuple(r) not in set(map(tuple, stored)) for r in batch])
     assert (not_stored(batch, stored) == want).all() and want.any() and not want.all()
     assert not_stored(batch, stored[:0]).all()
