@@ -221,7 +221,12 @@ class ParquetStore:
         import pandas as pd
 
         files = sorted(self._tick_dir(symbol).glob("*.parquet"))
-        frames = [_read(p) for p in files]
+        # One file a UTC day: only the days the range touches are read (a resume reads one second).
+        first = to_utc(start).floor("D") if start is not None else None
+        last = to_utc(end) if end is not None else None
+        frames = [_read(p) for p in files
+                  if (first is None or pd.Timestamp(p.stem, tz="UTC") >= first)
+                  and (last is None or pd.Timestamp(p.stem, tz="UTC") < last)]
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype="float64") for c in ("bid", "ask", "volume")},
                                 index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
