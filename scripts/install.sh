@@ -18,10 +18,13 @@ command -v "$PY" >/dev/null || PY=python3
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # The official Optuna sweeper pins optuna<3; engine's own sweeper (hydra_plugins/) replaced it.
 .venv/bin/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
+# constraints.txt pins every package to a set known to resolve and pass together: without it a fresh
+# resolve of the test extras (moto's server extra, cfn-lint, ...) backtracks into Python-2-only releases.
+# Regenerate after a dependency change: .venv/bin/pip freeze --exclude-editable > constraints.txt
 if (( with_test )); then
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi
 
 if (( with_test )); then
@@ -32,7 +35,7 @@ if (( with_test )); then
   .venv-ray/bin/python -m pip install -q --upgrade pip
   .venv-ray/bin/python -m pip install -q "torch==2.13.0"
   .venv-ray/bin/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
-  .venv-ray/bin/python -m pip install -q -e '.[ray]'
+  .venv-ray/bin/python -m pip install -q -c constraints-ray.txt -e '.[ray]'
 fi
 
 if (( with_test )); then
