@@ -7,6 +7,7 @@ name. Readiness is a condition polled until a deadline, never a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -204,7 +205,12 @@ class RayCluster:
         return int(out.strip().splitlines()[-1])
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):  # the worker node first, then the head
-            stop(proc, grace=30)
+        # both nodes at once (each `ray start --block` stops its own processes on SIGTERM), then the namespace
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):  # it may have ended since poll()
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            stop(proc, grace=15)
         stop(self.holder, grace=5)
         shutil.rmtree(self.temp, ignore_errors=True)
