@@ -132,9 +132,19 @@ class OrderRoutes:
         if self._order_guard is not None:
             check_order(self._order_guard, body)
         numeric = order_body(body)
+        if self.dialect == QUANT_SERVER and numeric.get("position"):
+            # that bridge builds its own request from a few fields and would drop "position": a close sent
+            # here would open a new, unchecked position instead; closes go through post_close
+            raise missing_route("POST /order with a position (a close)", "; use close_position")
         if not is_market(numeric) and self.dialect == QUANT_SERVER:
             raise missing_route("POST /order with a pending order or a cancel", " (it places market orders only)")
         return self._post("/order", numeric, idempotency_key)
+
+    @property
+    def idempotent_orders(self) -> bool:
+        """Whether the server replays an order's first answer for its Idempotency-Key (ours does; the
+        quant-server bridge does not, so a lost order that the look cannot find is never resent there)."""
+        return self.dialect != QUANT_SERVER
 
     def post_close(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
         """POST /close_position once: the server's ``order_send`` result, whatever its retcode."""

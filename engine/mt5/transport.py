@@ -172,6 +172,7 @@ class HttpTransport:
             body = _NOT_JSON
         if status == 429 or status >= 500:
             detail = body.get("error") if isinstance(body, dict) else None
+            detail = self._redact(str(detail)) if detail else None  # a proxy may echo the Authorization header
             raise ServerError(f"{what}: HTTP {status}{f' ({detail})' if detail else ''}; retrying may help",
                               status=status, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if body is _NOT_JSON:

@@ -152,8 +152,11 @@ def order_exposure(body: Mapping[str, Any]) -> tuple[str, float, str] | None:
     action = _enum(body.get("action", "DEAL"), "TRADE_ACTION_")
     if action not in _OPENING_ACTIONS and action not in _OPENING_ACTIONS.values():
         return None
-    if body.get("position"):
-        return None  # an opposite deal against an open position (hedging close): it only reduces
+    position = body.get("position")
+    if isinstance(position, int) and not isinstance(position, bool) and position > 0:
+        # an opposite deal against an open position (a close): the terminal refuses it unless it reduces
+        # that position; anything else carrying "position" (a string, 0, True) gets the risk check
+        return None
     kind = _enum(body.get("type"), "ORDER_TYPE_")
     side = next((name for key, (name, number) in _SIDES.items() if kind in (key, number)), None)
     if side is None:

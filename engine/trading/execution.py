@@ -195,7 +195,9 @@ def _send_once(broker: Broker, post: Callable[[Mapping[str, Any], str], dict[str
                 last = exc
                 broker.backoff(attempt - 1)
                 continue
-            except BadResponseError as exc:
+            except (BadResponseError, OperationalError, InvalidRequestError) as exc:
+                # Whatever stops the look (garbled history, auth, a refused read): the earlier attempt may
+                # have executed, so the caller must not take this as "nothing placed" and retry.
                 if not uncertain and throttled is not None:
                     raise _still_throttled(what, attempt, throttled) from None
                 raise OrderStateUnknownError(
@@ -205,6 +207,13 @@ def _send_once(broker: Broker, post: Callable[[Mapping[str, Any], str], dict[str
             if found is not None:
                 log.warning("%s: reconciled key %s after %s", what, key, type(last).__name__)
                 return found
+            if uncertain and not getattr(broker, "idempotent_orders", True):
+                # No Idempotency-Key on that server: an order that filled and was already closed (or is still
+                # executing) is invisible to the look, and a resend would place it twice.
+                raise OrderStateUnknownError(
+                    f"{what}: the answer was lost ({type(last).__name__}), the order is not among open positions "
+                    f"and this server keeps no idempotency keys, so it is not resent; check the terminal for "
+                    f"comment {body.get('comment')!r} before trading on")
             broker.backoff(attempt - 1, getattr(last, "retry_after", None))
         try:
             payload = post(body, key)

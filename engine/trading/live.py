@@ -340,8 +340,9 @@ class LiveLoop:
 
     def _settle(self, at: dt.datetime | None, vanished: dict[int, int]) -> None:
         now = self.feed.now or pd.Timestamp.now(tz="UTC")
-        # Closing deals are newer than the last look; two days back covers a restart after a weekend's gap.
-        deals = self.broker.history_deals(now - pd.Timedelta(days=2), now + pd.Timedelta(days=1),
+        # Closing deals are newer than the last look; 30 days back covers a restart after a long outage (a stop
+        # hit early in a long gap must still be booked, or the risk limits would understate the loss).
+        deals = self.broker.history_deals(now - pd.Timedelta(days=30), now + pd.Timedelta(days=1),
                                           symbol=self.settings.symbol)
         for closed in closed_positions(vanished, records(deals)):
             new = [d for d in closed.deals if d not in self.booked]
@@ -353,6 +354,9 @@ class LiveLoop:
                 self.stats.stops += 1
             self.audit.add("fill", at, action="exit", ticket=closed.ticket, side=-closed.side, reason=closed.reason,
                            price=closed.price, profit=closed.profit, booked_deals=list(new))
+            # The ledger was saved by update_after_trade: record at once which deals it holds, so a restart
+            # does not book them again (the gap left is between those two writes, not a whole bar).
+            self.audit.flush()
 
     # -- heartbeat --------------------------------------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:

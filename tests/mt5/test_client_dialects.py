@@ -107,17 +107,19 @@ def test_a_lost_close_answer_on_the_quant_server_is_reconciled_by_the_exit_deal(
     assert client.positions().empty
 
 
-def test_nothing_found_means_a_resend_then_an_unknown_state(quant_server: BridgeUnderTest,
-                                                           make_client: Callable[..., MT5RestClient]) -> None:
-    """That bridge has no Idempotency-Key: an order it never saw is resent (after looking), and one whose
-    every answer is lost ends as OrderStateUnknownError, never as a blind resend loop."""
+def test_nothing_found_is_an_unknown_state_never_a_resend(quant_server: BridgeUnderTest,
+                                                         make_client: Callable[..., MT5RestClient]) -> None:
+    """That bridge has no Idempotency-Key, so a lost answer the look cannot find is never resent: the order
+    may still be executing, or may have filled and been closed already, and a resend would place it twice.
+    The caller gets OrderStateUnknownError ("check the terminal"), with one POST made."""
     client = make_client(quant_server.url, server_time_offset_hours=2, read_timeout=0.3, order_retries=1)
-    quant_server.mt5.state["next_order_send"] = "none_before"  # the terminal never got it: a 500 there
-    assert place_order(client, "BTCUSD", "buy", 0.1, magic=34).retcode == contract.RETCODE_DONE
-    assert quant_server.server.handled("POST", "/order") == 2 and len(client.positions()) == 1
+    quant_server.mt5.state["next_order_send"] = "none_before"  # a 500 there: was it executed? unknowable
+    with pytest.raises(OrderStateUnknownError, match="keeps no idempotency keys"):
+        place_order(client, "BTCUSD", "buy", 0.1, magic=34)
+    assert quant_server.server.handled("POST", "/order") == 1 and client.positions().empty
     quant_server.server.stall_next, quant_server.server.only_route = 5, "/get_positions"
     quant_server.server.stall_seconds = 0.5
     quant_server.mt5.state["next_order_send"] = "none_before"
     with pytest.raises(OrderStateUnknownError, match="check the terminal"):
         place_order(client, "BTCUSD", "buy", 0.1, magic=35)
-    assert quant_server.server.handled("POST", "/order") == 3  # the lookups failed: no second send
+    assert quant_server.server.handled("POST", "/order") == 2  # the lookups failed: no second send
