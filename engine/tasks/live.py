@@ -15,12 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +34,7 @@ from engine.errors import ConfigError, OperationalError
 from engine.mt5.client import MT5RestClient
 from engine.tasks.backtest_wiring import backtest_settings, risk_limits
 from engine.tasks.common import job_run
+from engine.tasks.feed_wiring import stop_signals
 from engine.tasks.model_wiring import MODEL_FILE, model_dir
 from engine.timeframes import Timeframe
 from engine.trading.audit import AuditLog
@@ -143,23 +140,6 @@ def session_name(cfg: DictConfig, bar: Timeframe) -> str:
     if cfg.connector.get("_target_") == SIMULATOR:
         name += dt.datetime.now(dt.UTC).strftime("-paper-%Y%m%dT%H%M%S")
     return re.sub(r"[^A-Za-z0-9_.@+-]", "_", name)
-
-
-@contextmanager
-def stop_signals() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C or SIGTERM while the block runs (the loop finishes its bar, then stops)."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
