@@ -115,8 +115,19 @@ class Run:
         schema = {"mlflow_colspec": [{"name": f, "type": "double"} for f in features]}
         dataset = Dataset(name=name, digest=digest[:36], source_type="engine", source=json.dumps({"uri": source}),
                           schema=json.dumps(schema), profile=json.dumps(dict(profile), default=str))
-        self._client.log_inputs(self.run_id, datasets=[
-            DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
+        from mlflow.exceptions import MlflowException
+
+        inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])]
+        try:
+            self._client.log_inputs(self.run_id, datasets=inputs)
+        except MlflowException:
+            # Parallel jobs of one sweep log the same dataset at once: the store's unique row may be inserted
+            # by the other job between MLflow's lookup and insert. The row exists now; link it once more, and
+            # never fail a run over its dataset record.
+            try:
+                self._client.log_inputs(self.run_id, datasets=inputs)
+            except MlflowException as exc:
+                log.warning("could not record the training dataset in MLflow: %s", exc)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.local is not None:
