@@ -103,7 +103,7 @@ def _app(args: list[str]) -> None:
             from engine.redact import redact_text
 
             print(f"engine: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
-            sys.exit(1)
+            sys.exit(2 if isinstance(exc, ConfigError) else 1)  # a setting to fix, as before the run
         objective = cfg.task.get("objective")
         return None if objective is None or metrics is None else metrics.get(objective)
 
@@ -121,3 +121,6 @@ def main() -> None:
         return
     _preflight(args)
     _app(args)
+    sweeps = sys.modules.get("engine.tasks.sweeps")  # loaded by a multirun's callbacks only
+    if sweeps is not None and getattr(sweeps, "summary_failed", False):
+        sys.exit(1)  # the jobs ran, but the summary or the best model's registration did not

@@ -5,8 +5,14 @@
     python -m engine.risk_cli --postgres --host db.lan --user engine status
 
 ``reset`` puts a HALTED (or REDUCING) account back to ACTIVE and rebases the peak and the day's start
-on the current balance; ``halt`` and ``reduce`` latch those states by hand. Each records who (``--by``)
-and when in the store; a running engine picks the change up at its next check. The database password
+on the current balance; ``halt`` and ``reduce`` latch those states by hand. ``clear-order --order KEY``
+lifts the block an order of unknown fate puts on new exposure (``status`` lists them under
+``unresolved_orders``), once the terminal shows what became of it; ``reset`` does not lift it.
+``settle --position TICKET --profit X`` books a closed position whose closing deal never reached the deal
+history the engine reads (``status`` lists them under ``unsettled_positions``): X is its profit net of
+commission and swap, as the terminal shows it (negative for a loss); its block on new entries is lifted in
+the same write, and its deals, should they surface later, are never booked on top. Each records
+who (``--by``) and when in the store; a running engine picks the change up at its next check. The database password
 comes from the environment variable named by ``--password-env`` (never from the command line).
 Exit codes: 0 done (``status``: ACTIVE), 1 ``status`` found REDUCING or HALTED, 2 usage or store error.
 """
@@ -28,7 +34,7 @@ from engine.storage.risk_state import JsonFileRiskStore, PostgresRiskStore
 from engine.trading import risk_rules as rules
 from engine.trading.risk import metrics
 from engine.trading.risk_rules import RiskLimits
-from engine.trading.risk_state import RiskStateStore, RiskStatus
+from engine.trading.risk_state import RiskState, RiskStateStore, RiskStatus
 
 DEFAULT_FILE = "data/risk/state.json"  # under ENGINE_ROOT (the project directory by default)
 ACTIONS = {"reset": RiskStatus.ACTIVE, "halt": RiskStatus.HALTED, "reduce": RiskStatus.REDUCING}
@@ -60,7 +66,34 @@ def _parser() -> argparse.ArgumentParser:
         action = sub.add_parser(name, help=f"set {status.name}, recording who and when")
         action.add_argument("--by", required=True, help="who does it (recorded in the store)")
         action.add_argument("--note", default="", help="why (recorded with the state's reason)")
+    clear = sub.add_parser("clear-order", help="lift the block of an order of unknown fate, after checking the "
+                                               "terminal for it (recording who and when)")
+    clear.add_argument("--order", required=True, help="the order's key, as `status` lists it")
+    clear.add_argument("--by", required=True, help="who checked the terminal (recorded in the store)")
+    settle = sub.add_parser("settle", help="book a closed position whose closing deal the engine cannot find, "
+                                           "from the terminal's figure (recording who and when)")
+    settle.add_argument("--position", required=True, type=int, help="the position's ticket, as `status` lists it")
+    settle.add_argument("--profit", required=True, type=float,
+                        help="its profit net of commission and swap in the account currency (negative: a loss)")
+    settle.add_argument("--by", required=True, help="who read it on the terminal (recorded in the store)")
     return p
+
+
+def _changed(args: argparse.Namespace, state: RiskState, limits: RiskLimits) -> RiskState:
+    now = dt.datetime.now(dt.UTC)
+    if args.command in ("clear-order", "settle") and not args.by.strip():
+        raise ValueError(f"{args.command} needs a name (--by NAME): the store records who did it")
+    if args.command == "settle":
+        if args.position not in state.unsettled_positions:
+            raise OperationalError(f"no unsettled position {args.position} under key {args.key!r}; `status` lists "
+                                   f"them: {sorted(state.unsettled_positions) or 'none'}")
+        return rules.settle_by_hand(state, args.position, args.profit, now, limits, args.by.strip())
+    if args.command == "clear-order":
+        if args.order not in state.unresolved_orders:
+            raise OperationalError(f"no order {args.order!r} of unknown fate under key {args.key!r}; `status` lists "
+                                   f"them: {sorted(state.unresolved_orders) or 'none'}")
+        return rules.release_order(state, args.order, now, by=args.by.strip())
+    return rules.operator_set(state, ACTIONS[args.command], args.by, now, limits, args.note)
 
 
 def _store(args: argparse.Namespace) -> RiskStateStore:
@@ -90,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(shown | {"store": store.describe(), "key": args.key}, indent=2))
             return 0 if shown["state"] == RiskStatus.ACTIVE.name else 1
         for _ in range(5):  # compare-and-set: retry when the engine wrote in between
-            changed = replace(rules.operator_set(state, ACTIONS[args.command], args.by, dt.datetime.now(dt.UTC),
-                                                 limits, args.note), version=state.version + 1)
+            changed = replace(_changed(args, state, limits), version=state.version + 1)
             if store.save(args.key, changed):
                 print(json.dumps(metrics(changed, limits) | {"store": store.describe(), "key": args.key},
                                  indent=2))

@@ -51,6 +51,19 @@ if (( with_test )); then
   fi
 fi
 if (( with_test )); then
+  # Debian's Chromium for the MLflow UI browser test (Playwright drives it by path): Playwright's own
+  # `playwright install` downloads a browser build from outside the package registries, which fails offline.
+  if [[ ! -x /usr/bin/chromium ]]; then
+    if command -v apt-get >/dev/null; then
+      sudo=""; (( EUID == 0 )) || sudo="sudo"
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    else
+      echo "Chromium not found at /usr/bin/chromium; the MLflow UI browser test will skip" >&2
+    fi
+  fi
+fi
+if (( with_test )); then
   # TimescaleDB for the storage and ingest suites: host packages on Debian 13, a cached Debian 13 root
   # elsewhere (scripts/timescaledb.sh). Not fatal: where it cannot be built its tests skip with the reason.
   bash scripts/timescaledb.sh >/dev/null || echo "TimescaleDB unavailable; its tests will skip" >&2

@@ -5,7 +5,9 @@ will (same conf/, same overrides, same run mode) and validates it (:mod:`engine.
 an append of an unknown key, a bad value or a Hydra composition error stops the command before a run
 directory, a data file or an MLflow run exists. For ``--multirun`` every value of every swept key (command
 line and ``hydra.sweeper.params``) is composed and validated before any job starts; values a sweeper draws
-at run time (Optuna's ``interval``) are checked by key here and by value in each job.
+at run time (Optuna's ``interval``) are checked by key here and by value in each job. A search
+(``hparams_search``) is checked first as a whole (:mod:`engine.config.sweep_checks`): the task, the model
+family its keys belong to, the objective.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from engine.config import CONF_DIR, register_configs, register_resolvers
+from engine.config.sweep_checks import check_search, explain_failed_search
 from engine.config.validate import unknown_key, validate
 
 _BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -68,19 +71,27 @@ class _Composer:
             try:
                 cfg = self.compose(self.overrides, RunMode.RUN)
             except Exception:
+                explain_failed_search(self.overrides, self._compose_run)  # the search's own problem, if it is one
                 if self.hydra.get_mode(self.config_name, self.overrides) != RunMode.MULTIRUN:
                     raise
             else:
                 if cfg.hydra.mode != RunMode.MULTIRUN:
                     self._validate(cfg)
                     return
-        base = self.compose(self.overrides, RunMode.MULTIRUN)
+        try:
+            base = self.compose(self.overrides, RunMode.MULTIRUN)
+        except Exception:
+            explain_failed_search(self.overrides, self._compose_run)  # the search's own problem, if it is one
+            raise
         sweeper = base.hydra.sweeper
         groups = set(base.hydra.runtime.choices)
         params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
         parser = OverridesParser.create()
         parsed = parser.parse_overrides(params + self.overrides)
         sweeps = [o for o in parsed if o.is_sweep_override()]
+        check_search(base, base.hydra.runtime.choices.get("hparams_search"),
+                     [o.get_key_element() for o in sweeps], self._compose_run,
+                     optuna=str(sweeper.get("_target_")) != _BASIC_SWEEPER)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line is not None]
         discrete = [o for o in sweeps if o.is_discrete_sweep()]
         if not discrete:
@@ -95,6 +106,9 @@ class _Composer:
             for override in sweeps:
                 if not override.is_discrete_sweep():
                     _require_key(base, override, groups)
+
+    def _compose_run(self, overrides: list[str]) -> DictConfig:
+        return self.compose(overrides, RunMode.RUN)
 
     def _validate(self, cfg: DictConfig) -> None:
         HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in the job

@@ -35,6 +35,7 @@ class Config:
     labels: Any = None
     model: Any = None
     trainer: Any = None
+    callbacks: Any = None
     risk: RiskConfig | None = None
     backtest: Any = None
     # Which Optuna trial this job is: set by engine's Optuna sweeper on each job it launches, empty otherwise.

@@ -38,6 +38,14 @@ def validate(cfg: DictConfig, *, values: bool = True) -> None:
     from engine.config.groups import schemas
 
     _Walk(schemas(), values).node(cfg, "", Any)
+    task = cfg.get("task")
+    if values and task is not None and task.get("register_as"):
+        # checked here, not when the run ends: a sweep registers its best trial after every job has run
+        from engine.tracking.registry import check_alias, check_name
+
+        check_name(str(task.register_as))
+        if task.get("register_alias") is not None:
+            check_alias(str(task.register_alias))
 
 
 def unknown_key(path: str, valid: Collection[str]) -> ConfigError:

@@ -40,10 +40,15 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def stamp(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """``manifest`` with the format number, library versions and creation time added."""
+def now_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def stamp(manifest: Mapping[str, Any], created_at: str | None = None) -> dict[str, Any]:
+    """``manifest`` with the format number, library versions and creation time added: ``created_at`` (when the
+    model was fitted, so every copy of one fitted model is the same file) or now."""
     return {"format": ARTIFACT_FORMAT, **manifest, "versions": library_versions(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            "created_at": created_at or now_stamp()}
 
 
 def write_artifact(path: str | Path, manifest: Mapping[str, Any], payload_name: str, payload: bytes) -> Path:

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from engine.models.scaling import StandardScaler
-from engine.models.settings import TrainerSettings
+from engine.models.settings import CallbackSettings, TrainerSettings
 
 LoggerFactory = Callable[[str], Any]  # CV-fold prefix ("" for the final fit) -> a Lightning logger or None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The pipeline's construction arguments, as one family fit sees them."""
+    """The pipeline's construction arguments, as one family fit sees them (the last three: nets only)."""
 
     model_type: str
     params: Mapping[str, Any]
@@ -30,6 +30,9 @@ class ModelSpec:
     device: str
     seed: int
     output_dim: int
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    feature_names: tuple[str, ...] = ()  # of the fit; recorded in checkpoints
+    resume_from: str | None = None  # a checkpoint the final fit continues from (``fit(ckpt_path=)``)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ from engine.data.splits import holdout_split, purged_time_folds
 from engine.errors import ConfigError, OperationalError
 from engine.metrics import classification_metrics, mean_metrics
 from engine.models import MODEL_TYPES, NET_TYPES
-from engine.models.artifact import read_artifact, stamp, write_artifact
+from engine.models.artifact import now_stamp, read_artifact, stamp, write_artifact
 from engine.models.explain import importance_frame
 from engine.models.family import Family, ModelSpec, Trained, family_of
 from engine.models.hooks import ModelHooks, versioning_hooks
 from engine.models.inputs import as_labels, as_samples, check_like_training
 from engine.models.scaling import StandardScaler
-from engine.models.settings import TrainerSettings, family_params
+from engine.models.settings import CallbackSettings, TrainerSettings, family_params
 from engine.models.tuning import best_result, check_metric, grid_combinations, split_combo
 
 __all__ = ["MLPipeline", "TrainerSettings"]
@@ -53,16 +53,17 @@ class MLPipeline:
 
     ``params`` are the family's hyperparameters (``engine.models.settings``: an unknown name or a value out
     of range is a ConfigError); ``metadata`` goes verbatim into the artifact (e.g. ``{"labels": {...}}``);
-    ``hooks`` are tracking's extension points (``engine.models.hooks``). ``dvc_track=True`` versions each
-    ``save`` through the registered versioning hook (in ``dvc_repo`` or the nearest DVC repository above
-    the file); with none installed it is refused here, before any training."""
+    ``hooks`` are tracking's extension points (``engine.models.hooks``); ``callback_settings`` the nets'
+    Lightning callbacks. ``dvc_track=True`` versions each ``save`` through the registered versioning hook (in
+    ``dvc_repo`` or the nearest DVC repository above the file); with none installed it is refused here."""
 
     load = _LoadDescriptor()
 
     def __init__(self, model_type: str, params: Mapping[str, Any] | None = None, *,
                  trainer: TrainerSettings | None = None, device: str = "auto", seed: int = 42, output_dim: int = 2,
                  dvc_track: bool = False, dvc_repo: str | Path | None = None,
-                 metadata: Mapping[str, Any] | None = None, hooks: Sequence[ModelHooks] = ()) -> None:
+                 metadata: Mapping[str, Any] | None = None, hooks: Sequence[ModelHooks] = (),
+                 callback_settings: CallbackSettings | None = None) -> None:
         if model_type not in MODEL_TYPES:
             raise ConfigError("model.model_type", f"unknown model type {model_type!r}; choose one of {list(MODEL_TYPES)}")
         if device not in ("auto", "cpu", "cuda", "gpu"):
@@ -72,7 +73,7 @@ class MLPipeline:
         self.model_type = model_type
         self.params: dict[str, Any] = dict(params or {})
         family_params(model_type, self.params)
-        self.trainer = trainer or TrainerSettings()
+        self.trainer, self.callback_settings = trainer or TrainerSettings(), callback_settings or CallbackSettings()
         self.device, self.seed, self.output_dim = device, int(seed), int(output_dim)
         self.dvc_track, self.dvc_repo = dvc_track, dvc_repo
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -106,8 +107,9 @@ class MLPipeline:
     def __repr__(self) -> str:
         return f"MLPipeline(model_type={self.model_type!r}, params={self.params!r}, output_dim={self.output_dim})"
 
-    def _spec(self) -> ModelSpec:
-        return ModelSpec(self.model_type, self.params, self.trainer, self.device, self.seed, self.output_dim)
+    def _spec(self, **fit: Any) -> ModelSpec:
+        return ModelSpec(self.model_type, self.params, self.trainer, self.device, self.seed, self.output_dim,
+                         self.callback_settings, **fit)
 
     def _training_logger(self, prefix: str) -> Any:
         return next((lg for hook in self.hooks if (lg := hook.training_logger(prefix)) is not None), None)
@@ -127,18 +129,19 @@ class MLPipeline:
 
     def fit(self, X: Any, y: Any, val_split: float | None = None, cv: int | None = None, epochs: int | None = None,
             callbacks: list[Any] | None = None, embargo: int = 0, feature_names: list[str] | None = None, *,
-            validation: tuple[Any, Any] | None = None) -> dict[str, float]:
+            validation: tuple[Any, Any] | None = None, ckpt_path: str | Path | None = None) -> dict[str, float]:
         """Fit on chronologically ordered samples; returns ``val_*`` (and ``cv_*`` fold means with ``cv``),
         ``train_samples``, ``val_samples`` and ``epochs_run``.
 
         Validation is the last ``val_split`` share of X (default 0.2) after ``embargo`` dropped rows, or,
         with ``validation=(X_val, y_val)``, that span: then all of X trains, and X_val must follow X in
         time with the embargo already left out between them (as ``chronological_split`` does).
-        ``cv`` folds are cut from X with the same ``embargo``.
-        """
+        ``cv`` folds are cut from X with the same ``embargo``. ``ckpt_path`` (nets): the final fit continues
+        an interrupted fit of the same network and features from its Lightning checkpoint (folds start afresh)."""
         family = self.family
-        if callbacks and not family.takes_callbacks:
-            raise ConfigError("callbacks", f"Lightning callbacks apply to nets only, not {self.model_type}")
+        if (callbacks or ckpt_path is not None) and not family.takes_callbacks:
+            key, what = ("callbacks", "Lightning callbacks") if callbacks else ("trainer.ckpt_path", "checkpoints")
+            raise ConfigError(key, f"{what} apply to nets only, not {self.model_type}")
         if validation is not None and val_split is not None:
             raise ConfigError("val_split", "give val_split or validation=(X_val, y_val), not both")
         x, names = self._samples(X, feature_names)
@@ -157,11 +160,12 @@ class MLPipeline:
         if cv:
             metrics |= self._cross_validate(x, yy, int(cv), embargo, epochs, callbacks)
         has_val = len(y_va) > 0
-        trained = family.fit(self._spec(), x_tr, y_tr, x_va if has_val else None, y_va if has_val else None,
+        spec = self._spec(feature_names=tuple(names), resume_from=None if ckpt_path is None else str(ckpt_path))
+        trained = family.fit(spec, x_tr, y_tr, x_va if has_val else None, y_va if has_val else None,
                              epochs=epochs, callbacks=callbacks, logger=self._training_logger, prefix="")
         # learned state changes only once training succeeded: a failed fit leaves the old model usable
         self.feature_names_, self.seq_len_ = names, seq_len
-        self.model_, self.scaler_ = trained.model, trained.scaler
+        self.model_, self.scaler_, self.fitted_at_ = trained.model, trained.scaler, now_stamp()
         if has_val:
             metrics |= {f"val_{k}": v for k, v in classification_metrics(y_va, self._proba(trained, x_va)).items()}
         metrics |= {"train_samples": float(len(y_tr)), "val_samples": float(len(y_va)),
@@ -196,7 +200,8 @@ class MLPipeline:
         trainer_part, model_part = split_combo(combo, self.family.trainer_keys)
         return MLPipeline(self.model_type, self.params | model_part,
                           trainer=dataclasses.replace(self.trainer, **trainer_part), device=self.device,
-                          seed=self.seed, output_dim=self.output_dim, metadata=self.metadata)
+                          seed=self.seed, output_dim=self.output_dim, metadata=self.metadata,
+                          callback_settings=self.callback_settings)
 
     def tune(self, X: Any, y: Any, param_grid: Mapping[str, Sequence[Any]], cv: int = 3, embargo: int = 0,
              metric: str = "balanced_accuracy", val_split: float = DEFAULT_VAL_SPLIT, epochs: int | None = None,
@@ -260,8 +265,8 @@ class MLPipeline:
     def save_copy(self, path: str | Path) -> Path:
         """``save`` without hooks (for copies embedded elsewhere, e.g. the MLflow model)."""
         self._require_fitted()
-        family = self.family
-        return write_artifact(path, stamp(self.manifest()), family.payload, family.dump(self.model_))
+        family, fitted_at = self.family, getattr(self, "fitted_at_", None)  # a loaded pipeline: the save time
+        return write_artifact(path, stamp(self.manifest(), fitted_at), family.payload, family.dump(self.model_))
 
     @classmethod
     def _load_new(cls, path: str | Path) -> MLPipeline:

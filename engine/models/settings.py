@@ -1,8 +1,9 @@
-"""What a model is built from: the Lightning trainer's settings and each family's hyperparameters.
+"""What a model is built from: the Lightning trainer's settings, the nets' callbacks and each family's
+hyperparameters.
 
 These frozen dataclasses are the single source of names, defaults and bounds. ``MLPipeline`` checks
-``params`` against them when it is built, and the config schemas of the ``model`` and ``trainer`` groups
-are generated from them (``engine.config.groups.model`` / ``trainer``), so a range or a default is
+``params`` against them when it is built, and the config schemas of the ``model``, ``trainer`` and
+``callbacks`` groups are generated from them (``engine.config.groups.*``), so a range or a default is
 written once. Bounds and choices are field metadata (:mod:`engine.fields`), enforced by
 ``engine.fields.check`` when an instance is made and by the config validator before a job starts.
 Torch-free on purpose: the config layer imports this module at start-up.
@@ -35,7 +36,9 @@ class TrainerSettings:
     devices: Any = 1  # a count, "auto", or a list of device ids
     strategy: str = "auto"  # auto, ddp, ddp_spawn, fsdp, ...
     precision: str = choice("32-true", ("32-true", "32", "16-mixed", "bf16-mixed", "64-true"))
-    early_stopping_patience: int = 3  # epochs without val_loss improvement; <= 0 disables
+    # Older spelling of callbacks.early_stopping.patience, kept for existing configs and Python callers:
+    # when set it wins (<= 0 turns early stopping off); None leaves it to CallbackSettings.
+    early_stopping_patience: int | None = None
     gradient_clip_val: float | None = 1.0
     num_workers: int = bounded(0, ge=0)
     enable_progress_bar: bool = True
@@ -43,9 +46,95 @@ class TrainerSettings:
     # torch intra-op threads while training (0: leave torch's setting). On a small machine shared with
     # other jobs, 1 avoids threads spinning against each other (measured 5x faster on 2 busy cores).
     torch_threads: int = bounded(0, ge=0)
+    # A Lightning checkpoint to resume from (``last``: the newest last.ckpt of earlier runs). Read by
+    # task=train, which passes it to ``MLPipeline.fit(ckpt_path=)``; the pipeline never resumes from this
+    # field itself, so a walk-forward refit, a tune candidate or a reloaded model always starts fresh.
+    ckpt_path: str | None = None
 
     def __post_init__(self) -> None:
         fields.check(self, "trainer")
+
+
+# -- Lightning callbacks of the nets (conf/callbacks); tree models ignore them --------------------------
+_MONITORED = ("val_loss", "train_loss")  # what LitClassifier logs once per epoch
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Lightning's ModelCheckpoint: the best epoch's full state (weights, optimiser, loop) and the last.
+
+    The fit ends on the best epoch's weights. ``dirpath`` None: task=train writes into its run folder's
+    ``checkpoints/`` (resumable with trainer.ckpt_path); Python callers and CV folds into a temp dir."""
+
+    enabled: bool = True
+    monitor: str = choice("val_loss", _MONITORED)
+    mode: str = choice("min", ("min", "max"))
+    save_top_k: int = bounded(1, ge=-1)  # -1: every epoch, 0: none (then the fit keeps its last weights)
+    save_last: bool = True  # last.ckpt, what a resume starts from
+    every_n_epochs: int = bounded(1, ge=1)
+    dirpath: str | None = None
+
+    def __post_init__(self) -> None:
+        fields.check(self, "callbacks.model_checkpoint")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """Lightning's EarlyStopping (a ``trainer.early_stopping_patience`` that is set overrides ``patience``)."""
+
+    enabled: bool = True
+    monitor: str = choice("val_loss", _MONITORED)
+    mode: str = choice("min", ("min", "max"))
+    patience: int = bounded(3, ge=1)  # epochs without an improvement of more than min_delta
+    min_delta: float = bounded(0.0, ge=0.0)
+
+    def __post_init__(self) -> None:
+        fields.check(self, "callbacks.early_stopping")
+
+
+@dataclass(frozen=True)
+class ProgressBarSettings:
+    """Lightning's RichProgressBar (also needs ``trainer.enable_progress_bar``)."""
+
+    enabled: bool = True
+    # batches between redraws; 0: about 50 per epoch (redrawing every step costs a measurable share of a
+    # small CPU step)
+    refresh_rate: int = bounded(0, ge=0)
+    leave: bool = False  # keep each epoch's bar on screen
+
+    def __post_init__(self) -> None:
+        fields.check(self, "callbacks.rich_progress_bar")
+
+
+@dataclass(frozen=True)
+class LrMonitorSettings:
+    """Lightning's LearningRateMonitor: the optimiser's learning rate (MLflow: ``fit/lr-AdamW``; needs a logger,
+    i.e. tracking; without one it is skipped)."""
+
+    enabled: bool = True
+    logging_interval: str = choice("epoch", ("epoch", "step"))
+
+    def __post_init__(self) -> None:
+        fields.check(self, "callbacks.lr_monitor")
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """The callbacks a net's Trainer gets (conf/callbacks/*.yaml); the defaults are what nets always had."""
+
+    model_checkpoint: CheckpointSettings = dataclasses.field(default_factory=CheckpointSettings)
+    early_stopping: EarlyStoppingSettings = dataclasses.field(default_factory=EarlyStoppingSettings)
+    rich_progress_bar: ProgressBarSettings = dataclasses.field(default_factory=ProgressBarSettings)
+    lr_monitor: LrMonitorSettings = dataclasses.field(default_factory=LrMonitorSettings)
+
+    @classmethod
+    def from_mapping(cls, node: Mapping[str, Any]) -> CallbackSettings:
+        """From the ``callbacks`` config node (plain dicts); an absent entry keeps its defaults."""
+        kinds = {f.name: f.default_factory for f in dataclasses.fields(cls)}
+        unknown = sorted(set(node) - set(kinds))
+        if unknown:
+            raise ConfigError(f"callbacks.{unknown[0]}", f"unknown callback; choose among {sorted(kinds)}")
+        return cls(**{name: kinds[name](**dict(value)) for name, value in node.items()})  # type: ignore[misc]
 
 
 # tune() routes grid keys with these names to TrainerSettings (nets only); every other key is a model param

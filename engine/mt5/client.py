@@ -38,6 +38,7 @@ _DIALECTS, _QUANT = DIALECTS, QUANT_SERVER
 # Offsets are measured to the nearest quarter hour: brokers use whole or half/quarter-hour zones,
 # and the latest tick may be seconds or minutes old.
 _OFFSET_QUANTUM_MINUTES = 15
+SPEC_MAX_AGE_S = 60.0  # how long symbol_spec trusts a symbol's contract before reading it again
 
 
 class MT5RestClient(OrderRoutes):
@@ -97,6 +98,7 @@ class MT5RestClient(OrderRoutes):
         self.max_bars = int(max_bars)
         self._dialect = dialect
         self._offset = None if server_time_offset_hours is None else pd.Timedelta(hours=server_time_offset_hours)
+        self._specs: dict[str, tuple[float, dict[str, Any]]] = {}  # symbol -> (read at, symbol_info)
         super().__init__()
 
     def __repr__(self) -> str:
@@ -181,6 +183,20 @@ class MT5RestClient(OrderRoutes):
 
     def symbol_info(self, symbol: str) -> dict[str, Any]:
         return self._object(f"/symbol_info/{quote(symbol, safe='')}", ("name", "digits", "point"), "GET /symbol_info")
+
+    def symbol_spec(self, symbol: str, max_age_s: float = SPEC_MAX_AGE_S) -> dict[str, Any]:
+        """``symbol_info`` remembered for ``max_age_s`` seconds: what send_order checks a volume against.
+
+        A symbol's contract (volume limits and step, point, digits) changes on the broker's schedule, not
+        per order, and MetaTrader5's own ``symbol_info`` reads the terminal's local copy too; re-reading it
+        before every order was one of the three round trips of ``send_order``. The server checks each order
+        against its live contract, so a stale copy can get an order refused, never placed wrongly."""
+        now = time.monotonic()
+        cached = self._specs.get(symbol)
+        if cached is None or now - cached[0] > max_age_s:
+            cached = (now, self.symbol_info(symbol))
+            self._specs[symbol] = cached
+        return dict(cached[1])
 
     def latest_tick(self, symbol: str) -> dict[str, Any]:
         """The latest tick with ``time`` as a UTC Timestamp."""

@@ -15,20 +15,20 @@ is one transaction. SSL is required unless ``sslmode`` is lowered; the password 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.errors import DataQualityError, OperationalError, RetryableError, StorageError
+from engine.errors import DataQualityError, StorageError
+from engine.storage.pgstore import PgStore
 from engine.trading.audit import AuditRecord
 
 _SESSION = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
@@ -194,69 +194,24 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} (session, kind, seq DESC);
 _COLUMNS = ("session", "seq", "kind", "recorded_at", "bar_time", "detail")
 
 
-class PostgresAuditStore:
+class PostgresAuditStore(PgStore):
     """Audit records in one PostgreSQL/TimescaleDB table (``name`` or ``schema.name``, quoted as identifiers)."""
+
+    what = "audit"
 
     def __init__(self, host: str, port: int, dbname: str, user: str, password: str, *, sslmode: str = "require",
                  sslrootcert: str | None = None, connect_timeout: int = 10, table: str = "live_audit") -> None:
-        parts = table.split(".")
-        if not 1 <= len(parts) <= 2 or not all(parts):
-            raise OperationalError(f"audit table {table!r} must be NAME or SCHEMA.NAME")
-        self.table = table
-        self.host, self.port, self.dbname, self.user = host, int(port), dbname, user
-        self._params: dict[str, Any] = {"host": host, "port": int(port), "dbname": dbname, "user": user,
-                                        "password": password, "sslmode": sslmode,
-                                        "connect_timeout": int(connect_timeout), "application_name": "engine-audit"}
-        if sslrootcert:
-            self._params["sslrootcert"] = sslrootcert
-        self._conn: Any = None
-        self._created = False
-
-    def describe(self) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname} table {self.table}"
-
-    def __repr__(self) -> str:
-        return f"PostgresAuditStore({self.describe()!r})"
-
-    def close(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-        self._conn = None
+        super().__init__(host, port, dbname, user, password, sslmode=sslmode, sslrootcert=sslrootcert,
+                         connect_timeout=connect_timeout, table=table, application_name="engine-audit")
 
     def __enter__(self) -> PostgresAuditStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[Any]:
-        import psycopg2
+    def _create(self, cur: Any) -> None:
         from psycopg2 import sql
 
-        if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg2.connect(**self._params)
-            except psycopg2.OperationalError as exc:
-                raise RetryableError(f"{self.describe()}: cannot connect ({_first_line(exc)})") from None
-        conn = self._conn
-        try:
-            with conn, conn.cursor() as cur:  # one transaction: commit on success, roll back on any error
-                if not self._created:
-                    table = sql.Identifier(*self.table.split("."))
-                    index = sql.Identifier(self.table.split(".")[-1] + "_kind_seq")
-                    cur.execute(sql.SQL(_DDL).format(table=table, index=index))
-                yield cur
-            self._created = True
-        except psycopg2.OperationalError as exc:
-            self.close()
-            raise RetryableError(f"{self.describe()}: connection lost ({_first_line(exc)})") from None
-        except psycopg2.Error as exc:
-            raise StorageError(f"{self.describe()}: {_first_line(exc)}") from None
-
-    def create_table(self) -> None:
-        with self._tx():
-            pass
+        index = sql.Identifier(self.table_parts[-1] + "_kind_seq")
+        cur.execute(sql.SQL(_DDL).format(table=self._identifier(), index=index))
 
     def append(self, records: Sequence[AuditRecord]) -> None:
         from psycopg2 import sql
@@ -266,7 +221,7 @@ class PostgresAuditStore:
             return
         rows = [(_session(r.session), r.seq, r.kind, r.recorded_at, r.bar_time, r.detail_json()) for r in records]
         query = sql.SQL("INSERT INTO {table} ({cols}) VALUES %s ON CONFLICT (session, seq) DO NOTHING").format(
-            table=sql.Identifier(*self.table.split(".")), cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+            table=self._identifier(), cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
         with self._tx() as cur:
             execute_values(cur, query.as_string(cur), rows, template="(%s, %s, %s, %s, %s, %s::jsonb)")
 
@@ -274,7 +229,7 @@ class PostgresAuditStore:
         from psycopg2 import sql
 
         query = sql.SQL("SELECT {cols} FROM {table} WHERE " + where + " " + tail).format(
-            cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), table=sql.Identifier(*self.table.split(".")))
+            cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), table=self._identifier())
         with self._tx() as cur:
             cur.execute(query, args)
             rows = cur.fetchall()
@@ -289,11 +244,6 @@ class PostgresAuditStore:
         else:
             found = self._select("session = %s AND kind = %s", (session, kind), "ORDER BY seq DESC LIMIT 1")
         return found[0] if found else None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 __all__ = ["ParquetAuditStore", "PostgresAuditStore"]

@@ -2,8 +2,11 @@
 
 Both implement :class:`engine.trading.risk_state.RiskStateStore` with compare-and-set writes on the
 state's ``version``, so an operator's reset (``python -m engine.risk_cli``) from another process is never
-overwritten by an engine that read the state before it. A damaged file or row is an error, never an
-empty state: starting afresh would forget the day's losses.
+overwritten by an engine that read the state before it. The booked deals, unknown orders and unsettled
+positions are part of
+the state record (a JSON list in the file, JSONB columns in the table), so booking a trade and remembering
+it is one write. A damaged file or row is an error, never an empty state: starting afresh would forget the
+day's losses.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-import psycopg2.extensions
 from psycopg2 import sql
+from psycopg2.extras import Json
 
-from engine.errors import DataQualityError, OperationalError, RetryableError, StorageError
-from engine.trading.risk_state import RiskState, RiskStatus
+from engine.errors import DataQualityError, StorageError
+from engine.storage.pgstore import PgStore
+from engine.trading.risk_state import RiskState, RiskStatus, booked_from, unresolved_from, unsettled_from
 
 FORMAT = "engine-risk-state/1"
 
@@ -110,7 +113,9 @@ class JsonFileRiskStore:
 
 
 _COLUMNS = ("peak_balance", "day_start_balance", "last_balance", "daily_pnl", "trading_day", "status", "reason",
-            "updated_at", "halted_at", "changed_by", "changed_at", "version")
+            "updated_at", "halted_at", "changed_by", "changed_at", "version", "booked", "unresolved",
+            "unsettled")
+_JSON_COLUMNS = ("booked", "unresolved", "unsettled")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -126,75 +131,43 @@ CREATE TABLE IF NOT EXISTS {table} (
     halted_at         TIMESTAMPTZ,
     changed_by        TEXT,
     changed_at        TIMESTAMPTZ,
-    version           BIGINT           NOT NULL
+    version           BIGINT           NOT NULL,
+    booked            JSONB            NOT NULL DEFAULT '[]'::jsonb,
+    unresolved        JSONB            NOT NULL DEFAULT '[]'::jsonb,
+    unsettled         JSONB            NOT NULL DEFAULT '[]'::jsonb
 )
 """
 
 
-class PostgresRiskStore:
+class PostgresRiskStore(PgStore):
     """One row per key in ``table`` (``name`` or ``schema.name``; quoted as identifiers, never pasted).
 
     Connection arguments are the storage group's (``storage=timescaledb``); SSL is required unless
     ``sslmode`` is lowered explicitly. The password stays out of ``repr`` and of every error message.
+    A table made before the booked-deals columns existed gets them on first use.
     """
+
+    what = "risk state"
 
     def __init__(self, host: str, port: int, dbname: str, user: str, password: str, *, sslmode: str = "require",
                  sslrootcert: str | None = None, connect_timeout: int = 10, table: str = "risk_state") -> None:
-        parts = table.split(".")
-        if not 1 <= len(parts) <= 2 or not all(parts):
-            raise OperationalError(f"risk state table {table!r} must be NAME or SCHEMA.NAME")
-        self.table = table
-        self._table = sql.Identifier(*parts)
-        self.host, self.port, self.dbname, self.user = host, int(port), dbname, user
-        self._params: dict[str, Any] = {"host": host, "port": int(port), "dbname": dbname, "user": user,
-                                        "password": password, "sslmode": sslmode,
-                                        "connect_timeout": int(connect_timeout), "application_name": "engine-risk"}
-        if sslrootcert:
-            self._params["sslrootcert"] = sslrootcert
-        self._conn: psycopg2.extensions.connection | None = None
-        self._created = False
-
-    def describe(self) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname} table {self.table}"
-
-    def __repr__(self) -> str:
-        return f"PostgresRiskStore({self.describe()!r})"
-
-    def close(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-        self._conn = None
+        super().__init__(host, port, dbname, user, password, sslmode=sslmode, sslrootcert=sslrootcert,
+                         connect_timeout=connect_timeout, table=table, application_name="engine-risk")
+        self._table = self._identifier()
 
     def __enter__(self) -> PostgresRiskStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[psycopg2.extensions.cursor]:
-        if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg2.connect(**self._params)
-            except psycopg2.OperationalError as exc:
-                raise RetryableError(f"{self.describe()}: cannot connect ({_first_line(exc)})") from None
-        conn = self._conn
-        try:
-            with conn, conn.cursor() as cur:  # commit on success, roll back on any exception
-                if not self._created:
-                    cur.execute(sql.SQL(_DDL).format(table=self._table))
-                yield cur
-            self._created = True
-        except psycopg2.OperationalError as exc:
-            self.close()
-            raise RetryableError(f"{self.describe()}: connection lost ({_first_line(exc)})") from None
-        except psycopg2.Error as exc:
-            raise StorageError(f"{self.describe()}: {_first_line(exc)}") from None
-
-    def create_table(self) -> None:
-        """Create the table if it is missing (also done by the first load or save)."""
-        with self._tx():
-            pass
+    def _create(self, cur: Any) -> None:
+        cur.execute(sql.SQL(_DDL).format(table=self._table))
+        # A table from before the booked-deals columns: add them (only then, so a role that may only write
+        # rows never needs to alter the table).
+        cur.execute(sql.SQL("SELECT * FROM {table} LIMIT 0").format(table=self._table))
+        present = {column.name for column in cur.description}
+        for column in _JSON_COLUMNS:
+            if column not in present:
+                cur.execute(sql.SQL("ALTER TABLE {table} ADD COLUMN {column} JSONB NOT NULL DEFAULT '[]'::jsonb")
+                            .format(table=self._table, column=sql.Identifier(column)))
 
     def load(self, key: str) -> RiskState | None:
         query = sql.SQL("SELECT {cols} FROM {table} WHERE key = %s").format(
@@ -211,12 +184,15 @@ class PostgresRiskStore:
                 last_balance=float(raw["last_balance"]), daily_pnl=float(raw["daily_pnl"]),
                 trading_day=raw["trading_day"], status=RiskStatus[raw["status"]], reason=raw["reason"],
                 updated_at=_utc(raw["updated_at"]), halted_at=_utc(raw["halted_at"]),
-                changed_by=raw["changed_by"], changed_at=_utc(raw["changed_at"]), version=int(raw["version"]))
+                changed_by=raw["changed_by"], changed_at=_utc(raw["changed_at"]), version=int(raw["version"]),
+                booked=booked_from(raw["booked"]), unresolved=unresolved_from(raw["unresolved"]),
+                unsettled=unsettled_from(raw["unsettled"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataQualityError(f"{self.describe()}: the row of {key!r} is damaged ({exc})") from None
 
     def save(self, key: str, state: RiskState) -> bool:
-        values = [getattr(state, c) for c in _COLUMNS]
+        document = state.to_dict()
+        values = [Json(document[c]) if c in _JSON_COLUMNS else getattr(state, c) for c in _COLUMNS]
         values[_COLUMNS.index("status")] = state.status.name
         cols = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
         if state.version == 1:
@@ -235,8 +211,3 @@ class PostgresRiskStore:
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else value.astimezone(dt.UTC)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

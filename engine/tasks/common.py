@@ -26,6 +26,7 @@ from engine.tasks.console import configure_logging, job_label
 from engine.tasks.sweeps import trial_tags
 from engine.tracking.mlflow import Run, TrackingSettings, git_commit, start_run
 
+_RUN_NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's description
 log = logging.getLogger("engine")
 SMOKE_BARS = 20_000  # smoke=true: the last this many base bars, wherever a task loads bars
 
@@ -109,10 +110,10 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
     settings = TrackingSettings(
         enabled=bool(cfg.tracking.enabled), uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment),
         artifact_root=cfg.tracking.artifact_root, run_name=run_name(cfg),
-        description=cfg.tracking.get("description") or _description(cfg),
+        description=cfg.tracking.get("description") or _description(cfg), metric_group=str(cfg.task.name),
     )
     all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **trial_tags(cfg),
-                **(tags or {})}
+                _RUN_NOTE: _run_description(cfg), **(tags or {})}
     yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
     configure_logging(job_label())
     # what the run logs is also kept in the Hydra run folder, so tracking=off loses nothing but the UI
@@ -123,9 +124,29 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
 
 
 def _description(cfg: DictConfig) -> str:
-    model = f", model {cfg.model.type}" if cfg.get("model") is not None and cfg.task.name != "prepare" else ""
-    return (f"engine task={cfg.task.name} on {cfg.symbol} {cfg.timeframe}{model}. Each run: params are the "
-            "config values, metrics test_*/val_* per span, plots/ and report/ artifacts, the config as YAML.")
+    """The experiment's description: what every run in it has in common (the first run sets it)."""
+    return (f"engine task={cfg.task.name} runs. Each run: its description says what it trained on; params are the "
+            "config values; metrics grouped val/, test/, train/, clean/, fit/ (docs/training.md); the plots (PNG, "
+            "at the artifact root so the compare view lines them up), report/ tables and the config as YAML.")
+
+
+def _run_description(cfg: DictConfig) -> str:
+    """The run's description in the MLflow UI: the model, the data and the config groups chosen."""
+    model = f"model {cfg.model.type}, " if cfg.get("model") is not None and cfg.task.name != "prepare" else ""
+    name = run_name(cfg)  # the overrides, with secret-looking values masked
+    return (f"task={cfg.task.name}: {model}{cfg.symbol} {cfg.timeframe} bars; {_choices()}"
+            + (f"; overrides: {name}" if name != str(cfg.task.name) else ""))
+
+
+def _choices() -> str:
+    """The config groups chosen (``source=sample features=minimal ...``), Hydra's own groups left out."""
+    try:
+        chosen = HydraConfig.get().runtime.choices
+    except (ValueError, MissingMandatoryValue):  # compose API: no Hydra app
+        return "groups: defaults"
+    picks = [f"{group}={option}" for group, option in chosen.items()
+             if option is not None and not str(group).startswith(("hydra", "schema"))]
+    return "groups: " + " ".join(sorted(picks))
 
 
 def run_folder() -> str | None:

@@ -7,7 +7,9 @@ RiskManager with its state store and the audit store next to the configured stor
 ``${paths.data}`` or the TimescaleDB/PostgreSQL database); a heartbeat line and MLflow metrics.
 
 ``task.mode=live`` refuses to start unless the connector is a bridge over TLS, its API key comes from the
-secrets store and ``task.confirm_live=true``; ``paper`` refuses to trade anything but the simulator.
+secrets store and ``task.confirm_live=true``; ``paper`` refuses to trade anything but the simulator. Neither
+trades through the metatrader5-quant-server bridge (configured or detected from ``/health``): it lacks the
+routes the loop needs, so the run is refused before any order (exit 2, the fix in one line).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from engine.data.incremental import IncrementalFeatures, feature_names, warmup_b
 from engine.data.indicator_state import Atr
 from engine.errors import ConfigError, OperationalError
 from engine.mt5.client import MT5RestClient
+from engine.mt5.dialect import QUANT_SERVER
 from engine.tasks.backtest_wiring import backtest_settings, risk_limits
 from engine.tasks.common import job_run
 from engine.tasks.feed_wiring import stop_signals
@@ -63,6 +66,16 @@ def check_mode(cfg: DictConfig) -> None:
                                                "${secret:mt5_api_key} (python -m engine.secrets set mt5_api_key)")
     if not task.confirm_live:
         raise ConfigError("task.confirm_live", "mode=live sends real orders; confirm with task.confirm_live=true")
+
+
+def check_dialect(dialect: str | None, how: str = "configured") -> None:
+    """Refuse the quant-server bridge: without /account_info and pending-order reads every entry would be
+    refused by the risk check, and without idempotency keys a lost order could not be looked up safely."""
+    if dialect == QUANT_SERVER:
+        raise ConfigError("connector.dialect", f"task=live cannot trade through the metatrader5-quant-server bridge "
+                                               f"({how}): it lacks /account_info, /orders_get and idempotency keys, so "
+                                               "every entry would be refused; run python -m engine.mt5.bridge on the "
+                                               "terminal's host and point connector.base_url at it")
 
 
 def model_reference(cfg: DictConfig) -> str:
@@ -148,6 +161,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     console = Console(stderr=True, soft_wrap=True)
     check_mode(cfg)
+    check_dialect(cfg.connector.get("dialect"))
     decision, limits = backtest_settings(cfg), risk_limits(cfg)
     if decision.sizing == "rebalance":
         raise ConfigError("backtest.sizing", "the live loop holds positions in lots: use equity, lots or risk")
@@ -168,6 +182,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                 magic=int(cfg.task.magic), deviation=int(cfg.task.deviation), warmup=warmup,
                                 max_signal_age=cfg.task.max_signal_age, flatten_on_stop=bool(cfg.task.flatten_on_stop),
                                 heartbeat_seconds=float(cfg.task.heartbeat_seconds), freeze_gc=True,
+                                unsettled_alarm_seconds=float(cfg.task.unsettled_alarm_seconds),
                                 max_bars=int(cfg.task.smoke_bars) if cfg.smoke else cfg.task.max_bars)
         client = build_connector(cfg)
         try:
@@ -183,6 +198,7 @@ def _trade(cfg: DictConfig, console: Console, tracked: Any, client: MT5RestClien
            describe: dict[str, Any]) -> dict[str, float]:
     simulator = getattr(client, "simulator", None)
     version = str(client.health().get("version", ""))
+    check_dialect(client.dialect, f"detected from {client.base_url}/health")  # before any order or risk state
     if cfg.task.mode == "paper" and not version.startswith(SIMULATOR_VERSION):
         raise OperationalError(f"task.mode=paper trades only on the simulator, and {client.base_url} answers as "
                                f"{version or 'something else'}; a real terminal needs task.mode=live")
@@ -233,10 +249,11 @@ def _trade(cfg: DictConfig, console: Console, tracked: Any, client: MT5RestClien
                "order_latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan")}
     metrics |= {"equity_start": equity_start, "pnl": beat.equity - equity_start}
     tracked.log_metrics(metrics)
-    console.print(f"[bold]live[/]: {stats.bars} bars, {stats.decisions} decisions, {loop.orders.counts['orders']} "
-                  f"orders ({loop.orders.counts['orders_failed']} failed), {loop.orders.counts['risk_refusals']} "
-                  f"refused, {stats.stops} stops; session {settings.session}")
+    counts = loop.orders.counts
+    console.print(f"[bold]live[/]: {stats.bars} bars, {stats.decisions} decisions, {counts['orders']} orders "
+                  f"({counts['orders_failed']} failed, {counts['orders_unknown']} of unknown fate), "
+                  f"{counts['risk_refusals']} refused, {stats.stops} stops; session {settings.session}")
     return metrics
 
 
-__all__ = ["check_mode", "feature_recipe", "model_reference", "run", "stores"]
+__all__ = ["check_dialect", "check_mode", "feature_recipe", "model_reference", "run", "stores"]

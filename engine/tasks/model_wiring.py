@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from engine import timeframes
@@ -86,3 +87,66 @@ def latest_model_path(cfg: DictConfig) -> Path | None:
     except ValueError:
         pass
     return model_dir(cfg) / MODEL_FILE
+
+
+CHECKPOINTS_DIR = "checkpoints"  # <run folder>/checkpoints/{best,last}.ckpt: what trainer.ckpt_path resumes
+
+
+def callback_settings(cfg: DictConfig) -> Any:
+    """The ``callbacks`` group as CallbackSettings; checkpoints go to ``<run folder>/checkpoints`` unless
+    ``callbacks.model_checkpoint.dirpath`` says otherwise (relative: to paths.root)."""
+    from engine.models.settings import CallbackSettings
+    from engine.tasks.common import run_folder
+    from engine.tasks.stage_data import under_root
+
+    node = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") is not None else {}
+    assert isinstance(node, dict)
+    checkpoint = dict(node.get("model_checkpoint") or {})
+    folder = run_folder()
+    if checkpoint.get("dirpath"):
+        checkpoint["dirpath"] = str(under_root(str(cfg.paths.root), str(checkpoint["dirpath"])))
+    elif folder is not None:
+        checkpoint["dirpath"] = str(Path(folder) / CHECKPOINTS_DIR)
+    return CallbackSettings.from_mapping({**node, "model_checkpoint": checkpoint})
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``trainer.ckpt_path`` as a checked file, or None. Before any data is read it must exist, be a net's
+    checkpoint and hold this model type and params (the features are compared once they are built); ``last``
+    is the newest ``checkpoints/last.ckpt`` of earlier runs in the Hydra outputs folder."""
+    from engine.models import NET_TYPES
+    from engine.tasks.common import run_folder
+    from engine.tasks.stage_data import under_root
+
+    path = cfg.trainer.get("ckpt_path") if cfg.get("trainer") is not None else None
+    if not path:
+        return None
+    if str(cfg.model.type) not in NET_TYPES:
+        raise ConfigError("trainer.ckpt_path", f"resuming from a checkpoint applies to nets; {cfg.model.type} "
+                                               "trains from scratch (drop trainer.ckpt_path)")
+    folder = run_folder()
+    if str(path) == "last":
+        from engine.models.nets.checkpoints import resolve_last
+
+        outputs = Path(folder).parents[1] if folder else Path(str(cfg.paths.root)) / "outputs"
+        file = resolve_last(outputs, exclude=Path(folder) if folder else None)
+    else:
+        file = under_root(str(cfg.paths.root), str(path))
+    if not file.is_file():  # before loading torch and lightning for the file
+        raise ConfigError("trainer.ckpt_path", f"{file} does not exist; give a checkpoint a run wrote, e.g. "
+                                               "outputs/<day>/<time>/checkpoints/last.ckpt")
+    from engine.models.nets.checkpoints import check_matches, read_meta
+
+    params = OmegaConf.to_container(cfg.model.params, resolve=True)
+    check_matches(file, read_meta(file), {"model_type": str(cfg.model.type), "params": params})
+    return str(file)
+
+
+def checkpoint_note(settings: Any, resumed: str | None) -> str | None:
+    """The console line naming where this run's checkpoints are and how to resume from them (None: none)."""
+    folder = settings.model_checkpoint.dirpath
+    last = Path(folder) / "last.ckpt" if folder else None
+    if last is None or not last.is_file():
+        return f"resumed from {resumed}" if resumed else None
+    head = f"resumed from {resumed}; " if resumed else ""
+    return f"{head}checkpoints -> {folder} (continue with trainer.ckpt_path={last})"

@@ -50,7 +50,8 @@ def _pyplot() -> Any:
 
 
 def _log(ctx: ReportContext, fig: Any, name: str) -> str:
-    path = f"plots/{name}.png"
+    # at the artifact root: the MLflow compare view lines up only top-level files across runs
+    path = f"{name}.png"
     ctx.run.log_figure(fig, path)
     _pyplot().close(fig)
     return path

@@ -19,7 +19,15 @@ from engine.errors import ConfigError
 from engine.tasks.common import job_run, phase
 from engine.tasks.console import job_console
 from engine.tasks.dvc_wiring import check_dvc_track, data_version_tags, write_metrics
-from engine.tasks.model_wiring import build_dataset, dataset_builder, latest_model_path, run_model_path
+from engine.tasks.model_wiring import (
+    build_dataset,
+    callback_settings,
+    checkpoint_note,
+    dataset_builder,
+    latest_model_path,
+    resume_checkpoint,
+    run_model_path,
+)
 from engine.tracking.mlflow import Run
 
 SMOKE_REPORT_SAMPLES = 100  # rows for permutation importance in smoke mode (one prediction per feature)
@@ -55,20 +63,11 @@ def evaluate(pipe: Any, data: Dataset, span: slice, name: str, settings: Any) ->
 
 def check_objective(name: str | None) -> None:
     """Refuse, before any work, an objective the task will never return (a sweep would fail on every trial)."""
-    from engine.metrics import METRIC_NAMES as CLASSIFICATION
-    from engine.trading.backtest import METRIC_NAMES as TRADING
+    from engine.config.sweep_checks import objective_problem
 
-    if name is None:
-        return
-    if name.startswith("test_"):
-        # A sweep that maximises a test metric picks hyperparameters on the held-out span.
-        raise ConfigError("task.objective", f"{name!r} would select on the held-out test span; optimise "
-                                            f"val_{name.removeprefix('test_')} instead")
-    known = {f"{span}_{m}" for span in ("val", "test") for m in (*CLASSIFICATION, *TRADING)}
-    known |= {"fit_seconds", "n_train", "n_val", "n_test", "n_features"}
-    if name not in known and not name.startswith(("fit_", "clean_")):
-        raise ConfigError("task.objective", f"{name!r} is not a metric task=train returns; use val_<m> "
-                                            f"with m one of {', '.join((*CLASSIFICATION, *TRADING))}")
+    problem = objective_problem(name)  # the same rule preflight applies to a sweep before any job starts
+    if problem:
+        raise ConfigError("task.objective", problem)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -87,6 +86,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("model", "task=train needs a model; pick one, e.g. model=xgboost")
     settings = span_backtest(cfg)  # the backtest and risk groups, checked before any work
     check_dvc_track(cfg)
+    resume = resume_checkpoint(cfg)  # trainer.ckpt_path: a missing or mismatched file fails here
     with job_run(cfg) as tracked:
         data = build_dataset(cfg, console)
         tracked.set_tags({"data_fingerprint": data.fingerprint, "data_source": data.source,
@@ -98,16 +98,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         install()  # the tracking layer's hooks: task.dvc_track versions the saved model through them
         pipe = MLPipeline(str(cfg.model.type), params, trainer=trainer_settings(cfg), device=_device(cfg),
                           seed=int(cfg.seed), output_dim=data.n_classes, dvc_track=bool(cfg.task.dvc_track),
-                          hooks=run_hooks(tracked.run_id, tracked.tracking_uri))
+                          hooks=run_hooks(tracked.run_id, tracked.tracking_uri),
+                          callback_settings=callback_settings(cfg))
         console.print(f"[bold]fit[/] {cfg.model.type} on {train.stop - train.start:,} samples "
                       f"(validate on the next {val.stop - val.start:,} after {data.embargo} embargoed)")
         start = time.perf_counter()
         # the validation span is the dataset's own, so early stopping and val_* judge exactly those samples
         fit_metrics = pipe.fit(data.take(train), data.y[train], validation=(data.take(val), data.y[val]),
                                embargo=val.start - train.stop, feature_names=data.feature_names,
-                               callbacks=pruning_callbacks(cfg, is_net=pipe.is_net))
+                               callbacks=pruning_callbacks(cfg, is_net=pipe.is_net), ckpt_path=resume)
         fit_seconds = time.perf_counter() - start
         console.print(f"[green]done[/] fit [dim]({fit_seconds:.1f}s)[/]")
+        if note := checkpoint_note(pipe.callback_settings, resume):
+            console.print(note)
         metrics: dict[str, float] = {"fit_seconds": fit_seconds}
         with phase(console, "evaluate (classification + next-bar backtest)"):
             val_m, _, _ = evaluate(pipe, data, val, "val", settings)
@@ -164,7 +167,9 @@ def _save(cfg: DictConfig, pipe: Any, tracked: Run, console: Console, data: Data
 
             # named after the model (task.model_name), not MLflow's default "model", so the UI tells them apart
             uri = log_pipeline_model(pipe, tracked.run_id, tracked.tracking_uri, name=str(cfg.task.model_name))
-            if cfg.task.get("register_as"):
+            tracked.set_tags({"logged_model": uri})
+            # a sweep's trials are candidates: the sweep's end registers the best one (engine.tasks.sweep_summary)
+            if cfg.task.get("register_as") and latest is not None:
                 from engine.tracking.registry import register
 
                 registered = register(uri, str(cfg.task.register_as), alias=cfg.task.get("register_alias"),

@@ -43,7 +43,7 @@ ENGINE_CONF = Path(__file__).resolve().parents[2] / "conf"
 # What a run computes from. Left out on purpose: where things go (paths, storage, tracking), how to reach
 # services (connector, secrets) and the run mode (smoke): none of them changes a stage's result.
 PARAM_KEYS = ("symbol", "timeframe", "seed", "source", "cleaner", "features", "labels", "model", "trainer",
-              "backtest", "risk")
+              "callbacks", "backtest", "risk")
 # dvc.yaml stage -> (task option, overrides fixed for the stage). The pipeline's model goes to its own folder
 # so `dvc repro` never deletes models saved by other runs (DVC clears a stage's outputs before it runs);
 # train reads the features stage's output instead of recomputing it and writes the stage's metrics file.

@@ -25,6 +25,42 @@ log = logging.getLogger(__name__)
 
 _NOTE = "mlflow.note.content"  # what the MLflow UI shows as an experiment's description
 _MAX_PARAM_LEN = 6000  # MLflow 3 limit on a param value; longer values are cut with a marker
+# Flat engine metric names whose first word is a group MLflow should chart together (``val_sharpe`` ->
+# ``val/sharpe``): the data spans, the cleaning counts, the fit's own figures, walk-forward folds.
+_GROUPS = ("train", "val", "test", "clean", "fit", "fold")
+_DATA = ("n_train", "n_val", "n_test", "n_features")  # sample counts: ``data/n_train``
+
+
+def metric_key(name: str, group: str | None = None) -> str:
+    """The MLflow name of the flat engine metric ``name``.
+
+    engine keeps flat names everywhere in Python (``metrics.json``, task return values, ``task.objective``);
+    MLflow groups charts by the part before ``/``, so runs log ``val/sharpe``, ``test/equity_curve``,
+    ``train/loss``, ``clean/dropped_rows``, ``fit/seconds``, ``data/n_train``; a name with no group word gets
+    ``group`` (the task: ``backtest/sharpe``, ``live/equity``, ``prepare/rows``), or stays as it is without one.
+    A name that has a ``/`` already is kept."""
+    if "/" in name:
+        return name
+    head, sep, rest = name.partition("_")
+    if sep and rest and head in _GROUPS:
+        return f"{head}/{rest}"
+    if name in _DATA:
+        return f"data/{name}"
+    return f"{group}/{name}" if group else name
+
+
+def flat_name(key: str) -> str:
+    """The flat engine name of an MLflow metric name (:func:`metric_key` undone): ``val/sharpe`` ->
+    ``val_sharpe``, ``data/n_train`` -> ``n_train``, ``backtest/sharpe`` -> ``sharpe``."""
+    head, sep, rest = key.partition("/")
+    if not sep:
+        return key
+    return f"{head}_{rest}" if head in _GROUPS else rest
+
+
+def flat_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's MLflow metrics (``run.data.metrics``) under their flat engine names."""
+    return {flat_name(k): v for k, v in metrics.items()}
 
 
 @dataclass(frozen=True)
@@ -36,6 +72,7 @@ class TrackingSettings:
     run_name: str | None = None
     # shown on the experiment's page in the MLflow UI; set when the experiment is created or has none
     description: str | None = None
+    metric_group: str | None = None  # MLflow group of metric names with none of their own (metric_key)
 
 
 class Run:
@@ -44,11 +81,12 @@ class Run:
     artifact path; so ``tracking=off`` loses nothing but the UI. Without either, every call records nothing."""
 
     def __init__(self, client: Any | None, run_id: str | None, tracking_uri: str | None,
-                 local_dir: str | Path | None = None) -> None:
+                 local_dir: str | Path | None = None, metric_group: str | None = None) -> None:
         self._client = client
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.local = LocalRecord(Path(local_dir)) if local_dir else None
+        self.metric_group = metric_group
 
     @property
     def active(self) -> bool:
@@ -80,7 +118,8 @@ class Run:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        items = [Metric(metric_key(k, self.metric_group), float(v), now, step or 0)
+                 for k, v in metrics.items() if v is not None]
         for i in range(0, len(items), 1000):
             self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
 
@@ -95,7 +134,8 @@ class Run:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(key, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]
+        name = metric_key(key, self.metric_group)
+        items = [Metric(name, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]
         for i in range(0, len(items), 1000):
             self._client.log_batch(self.run_id, metrics=items[i:i + 1000])
 
@@ -199,6 +239,10 @@ class LocalRecord:
         self._tags.update({k: str(v) for k, v in tags.items()})
         self._write("tags.json", self._tags)
 
+    def run_info(self, run_id: str | None, experiment_id: str | None, status: str) -> None:
+        """``run.json``: which MLflow run (none with tracking off) and how it ended, for a sweep's summary."""
+        self._write("run.json", {"run_id": run_id, "experiment_id": experiment_id, "status": status})
+
     def _write(self, name: str, body: Mapping[str, Any]) -> None:
         # replaced atomically: a reader (dvc, a user's script) never sees half a file
         target = self.path(name)
@@ -252,9 +296,15 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
     """Open a run, log params/tags/config, yield it, and close it FINISHED or FAILED; with ``local_dir``, what
     the run logs is also kept there (tracking on or off)."""
     if not settings.enabled:
-        run = Run(None, None, None, local_dir)
+        run = Run(None, None, None, local_dir, settings.metric_group)
         run.set_tags(tags)
-        yield run
+        _record_status(run, None, "RUNNING")
+        status = "FAILED"
+        try:
+            yield run
+            status = "FINISHED"
+        finally:
+            _record_status(run, None, status)
         return
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -263,7 +313,8 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
     exp_id = _experiment_id(client, settings)
     name = redact_text(settings.run_name) if settings.run_name else None
     created = client.create_run(exp_id, run_name=name)
-    run = Run(client, created.info.run_id, settings.uri, local_dir)
+    run = Run(client, created.info.run_id, settings.uri, local_dir, settings.metric_group)
+    _record_status(run, exp_id, "RUNNING")
     log.info("MLflow run %s in experiment %r (%s)", run.run_id, settings.experiment, settings.uri)
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(settings.uri)
@@ -281,4 +332,10 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
         raise
     finally:
         client.set_terminated(run.run_id, status)
+        _record_status(run, exp_id, status)
         mlflow.set_tracking_uri(previous_uri)
+
+
+def _record_status(run: Run, experiment_id: str | None, status: str) -> None:
+    if run.local is not None:
+        run.local.run_info(run.run_id, experiment_id, status)

@@ -17,6 +17,7 @@ from engine.errors import ConfigError, OperationalError
 from engine.tracking.model_uri import fetch_pipeline, is_model_uri
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
@@ -39,6 +40,15 @@ def check_name(name: str, key: str = "task.register_as") -> str:
     return name
 
 
+def check_alias(alias: str) -> str:
+    """A registered-model alias MLflow accepts: a name, and not one it reserves (``latest``, ``v<N>``)."""
+    check_name(alias, key="task.register_alias")
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        raise ConfigError("task.register_alias", f"{alias!r} is reserved by MLflow (latest and v<N> name versions); "
+                                                 "pick another, e.g. champion")
+    return alias
+
+
 def _client(tracking_uri: str | None) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -48,15 +58,21 @@ def _client(tracking_uri: str | None) -> Any:
 def register(model_uri: str, name: str, *, alias: str | None, tracking_uri: str | None) -> Registered:
     """Register the logged model ``model_uri`` (``models:/<model_id>``, what task=train logs) as a new version
     of ``name`` and, with ``alias``, point the alias at that version."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     check_name(name)
     if alias is not None:
-        check_name(alias, key="task.register_alias")
+        check_alias(alias)
     model_id = model_uri.removeprefix("models:/")
     if not model_uri.startswith("models:/") or "/" in model_id or "@" in model_id:
         raise ConfigError("task.register_as", f"can register a logged model (models:/<model_id>), not {model_uri!r}")
     client = _client(tracking_uri)
+    # MLflow resolves a models:/<model_id> source through the process's tracking URI, not the client's: a
+    # sweep's end registers outside any job's run, where that URI is still the default
+    previous = mlflow.get_tracking_uri()
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
     try:
         try:
             client.create_registered_model(name)
@@ -69,6 +85,8 @@ def register(model_uri: str, name: str, *, alias: str | None, tracking_uri: str 
             client.set_registered_model_alias(name, alias, str(version.version))
     except MlflowException as exc:
         raise OperationalError(f"cannot register {model_uri} as {name}: {_first(exc)}") from None
+    finally:
+        mlflow.set_tracking_uri(previous)
     return Registered(name, int(version.version), alias, model_uri)
 
 

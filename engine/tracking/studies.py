@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import OperationalError
+from engine.tracking.sweep_run import SweepRun
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +108,12 @@ def reopen_trial(storage: Any, study_name: str, number: int, pruner: Any) -> Any
     return optuna.trial.Trial(study, trial_id)
 
 
-class StudyRun:
+class StudyRun(SweepRun):
     """The study's MLflow run; every trial job's run is its child (tag ``mlflow.parentRunId``).
 
     One per study, whichever sweepers contribute: the sweeper that created the study creates the run and
     stores its id in the study (user attribute ``mlflow_parent_run_id``); a sweeper joining the study, or
     resuming it later, finds the id there and reuses the run."""
-
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
 
     @classmethod
     def open(cls, settings: Any, study: Any, *, created: bool, wait_s: float,
@@ -138,19 +135,24 @@ class StudyRun:
             client.update_run(run_id, status="RUNNING")
             return cls(client, run_id)
         run = client.create_run(experiment_id(client, settings), run_name=f"study {study.study_name}",
-                                tags={"optuna_study": study.study_name, "optuna_role": "study"})
+                                tags={"optuna_study": study.study_name, "optuna_role": "study",
+                                      "sweep_role": "parent"})
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         for key, value in redact_mapping(params).items():
             client.log_param(run.info.run_id, key, str(value)[:6000])
         log.info("MLflow run %s is study %r's parent run", run.info.run_id, study.study_name)
         return cls(client, run.info.run_id)
 
+    def children(self) -> dict[str, Any]:
+        """The trials' runs by trial number (as text), whichever sweeper launched them."""
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        found = self.client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+                                        max_results=5000)
+        return {r.data.tags.get("optuna_trial"): r for r in found}
+
     def record(self, outcomes: dict[int, str]) -> None:
         """Tag each trial's run with its Optuna state; a pruned trial's run ends KILLED, not FAILED."""
-        experiment = self.client.get_run(self.run_id).info.experiment_id
-        children = self.client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
-                                           max_results=5000)
-        by_trial = {r.data.tags.get("optuna_trial"): r.info.run_id for r in children}
+        by_trial = {k: r.info.run_id for k, r in self.children().items()}
         for number, state in outcomes.items():
             run_id = by_trial.get(str(number))
             if run_id is None:
@@ -159,7 +161,7 @@ class StudyRun:
             if state == "PRUNED":
                 self.client.set_terminated(run_id, "KILLED")
 
-    def close(self, study: Any, status: str) -> None:
+    def finish(self, study: Any, status: str) -> None:
         """Log the study's state so far (best value and trial, counts) and end the run with ``status``."""
         import json
 
@@ -170,11 +172,11 @@ class StudyRun:
                   for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         step = len(trials)
         for name, count in counts.items():
-            self.client.log_metric(self.run_id, f"n_{name}", count, step=step)
+            self.client.log_metric(self.run_id, f"sweep/n_{name}", count, step=step)
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         if completed:
             best = study.best_trial
-            self.client.log_metric(self.run_id, "best_value", float(best.value), step=step)
+            self.client.log_metric(self.run_id, "sweep/best_value", float(best.value), step=step)
             # tags, not params: MLflow params are write-once, and the best trial changes as sweepers add trials
             self.client.set_tag(self.run_id, "best_trial", str(best.number))
             self.client.set_tag(self.run_id, "best_params", json.dumps(best.params, default=str))

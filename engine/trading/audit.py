@@ -123,7 +123,9 @@ class Resume:
     stopped: int = 0  # the decision state carried between bars (engine.trading.signals.decide)
     tickets: dict[int, int] = field(default_factory=dict)  # our open positions at the last reconcile: side
     in_flight: list[dict[str, Any]] = field(default_factory=list)  # order requests that got no answer
-    booked: set[int] = field(default_factory=set)  # closing deals already booked with the RiskManager
+    # Positions that vanished but whose closing deals the risk store had not taken yet: settled again. (Which
+    # deals are booked is the risk state's to say, not the trail's: both are written in one step there.)
+    unsettled: dict[int, int] = field(default_factory=dict)
 
 
 class AuditLog:
@@ -167,7 +169,8 @@ class AuditLog:
         if decision is not None:
             out.stopped = int(decision.detail.get("stopped_after") or 0)
         if reconcile is not None:
-            out.tickets = {int(k): int(v) for k, v in (reconcile.detail.get("tickets") or {}).items()}
+            out.unsettled = {int(k): int(v) for k, v in (reconcile.detail.get("unsettled") or {}).items()}
+            out.tickets = {int(k): int(v) for k, v in (reconcile.detail.get("tickets") or {}).items()} | out.unsettled
         since = min((r.seq for r in (done, reconcile) if r is not None), default=-1)
         answered: set[str] = set()
         requests: dict[str, dict[str, Any]] = {}
@@ -176,8 +179,6 @@ class AuditLog:
                 requests[str(record.detail["key"])] = {**record.detail, "bar_time": record.bar_time}
             elif record.kind == "order_answer":
                 answered.add(str(record.detail.get("key")))
-            elif record.kind == "fill" and record.detail.get("booked_deals"):
-                out.booked.update(int(d) for d in record.detail["booked_deals"])
         out.in_flight = [req for key, req in requests.items() if key not in answered]
         return out
 

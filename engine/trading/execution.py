@@ -284,7 +284,8 @@ def send_order(symbol: str, volume: float, order_type: str, price: float | None 
 
     Returns ``{"success": True, "data": <the server's order result, as sent>}`` (a partial fill adds
     ``"warning"``, a result found in the history after a lost answer ``"reconciled": True``) or
-    ``{"success": False, "error": "<explicit message>"}``. Raises ValueError only when ``client`` is None:
+    ``{"success": False, "error": "<explicit message>"}`` (plus ``"unknown": True`` when the order may have
+    executed all the same: OrderStateUnknownError). Raises ValueError only when ``client`` is None:
     network, server and auth failures are results, and no message carries the API key. Inputs are checked
     against the symbol's limits before anything is sent; then ``risk`` (a RiskManager), when given, must
     allow the order (``can_open_position(symbol, volume, side=...)``), else the result is
@@ -303,10 +304,12 @@ def send_order(symbol: str, volume: float, order_type: str, price: float | None 
         return _failure(str(exc))  # "risk: <reason>"
     except (RetryableError, OperationalError, RejectedError) as exc:
         # Engine errors name the problem and never carry the key (the client redacts it).
-        return _failure(f"{type(exc).__name__}: {exc}")
+        failure = _failure(f"{type(exc).__name__}: {exc}")
+        # "unknown": the order may have executed; a caller must not trade on as if nothing was placed
+        return failure | {"unknown": True} if isinstance(exc, OrderStateUnknownError) else failure
     except Exception:
         log.exception("send_order(%s, %r, %r) failed unexpectedly", symbol, volume, order_type)
-        return _failure(_UNEXPECTED)
+        return _failure(_UNEXPECTED) | {"unknown": True}
 
 
 def _send(client: QuotingBroker, symbol: str, volume: Any, order_type: Any, price: Any, *, sl: Any, tp: Any,
@@ -323,7 +326,7 @@ def _send(client: QuotingBroker, symbol: str, volume: Any, order_type: Any, pric
     for name, level in (("sl", sl), ("tp", tp)):
         if level is not None and (not _number(level) or level < 0):
             return _failure(f"{name} must be a price >= 0 (or None), got {level!r}")
-    info = client.symbol_info(symbol)
+    info = _contract(client, symbol)
     problem = _volume_problem(float(volume), info)
     if problem:
         return _failure(f"volume {volume} for {symbol}: {problem}")
@@ -361,6 +364,11 @@ def _send(client: QuotingBroker, symbol: str, volume: Any, order_type: Any, pric
             continue
         return _success(result, float(volume))
     return _failure(f"requoted {MAX_REPRICES + 1} times; nothing was placed (last quote {quote})")
+
+
+def _contract(client: QuotingBroker, symbol: str) -> dict[str, Any]:
+    spec = getattr(client, "symbol_spec", None)  # MT5RestClient's remembered copy (the server re-checks)
+    return dict(spec(symbol)) if callable(spec) else client.symbol_info(symbol)
 
 
 def _number(value: Any) -> bool:

@@ -6,7 +6,8 @@ For each closed bar of the feed (never the one still forming), in order:
    probabilities; the signal is the backtest's (:func:`engine.trading.signals.signals_from_proba`);
 2. the broker's positions are read (reconciliation): positions that vanished since the last look were closed
    by a stop-loss / take-profit, by this loop or by someone else; their profit is booked with the RiskManager
-   and a stop keeps the stopped side out until the signal changes, as in the backtest;
+   and a stop keeps the stopped side out until the signal changes, as in the backtest. One whose closing deal
+   is not in the broker's history yet blocks new entries until it is found (:mod:`engine.trading.live_settle`);
 3. :func:`engine.trading.signals.order_intent` (the backtest kernel's ``decide``) says what to do at the next
    open; a fresh bar's intent is executed (:mod:`engine.trading.live_orders`), reconciling after every order.
 
@@ -41,7 +42,8 @@ from engine.trading.backtest import BacktestSettings
 from engine.trading.execution import DEFAULT_DEVIATION, DEFAULT_MAGIC
 from engine.trading.live_feed import Clock
 from engine.trading.live_orders import LiveBroker, OrderDesk, RiskGate
-from engine.trading.positions import Holding, closed_positions, holding, records
+from engine.trading.live_settle import Settlement
+from engine.trading.positions import Closed, Holding, holding
 from engine.trading.signals import class_probabilities, order_intent, signals_from_proba
 
 log = logging.getLogger("engine.trading.live")
@@ -95,6 +97,9 @@ class LiveSettings:
     max_signal_age: float | None = None  # seconds after its close a bar may still trade; None = half a bar
     flatten_on_stop: bool = False
     heartbeat_seconds: float = 10.0
+    # A position gone without its closing deal in the history blocks entries until booked; after this long
+    # (broker time) an ERROR names the operator's command, and again every as long (engine.trading.live_settle).
+    unsettled_alarm_seconds: float = 900.0
     max_bars: int | None = None  # end by itself after this many bars (smoke runs, tests)
     # After the warm-up, move every object alive (model, history, feature state) out of the garbage
     # collector's scans: a full collection over them would land on some bar's latency. Process-wide:
@@ -157,7 +162,8 @@ class LiveLoop:
             raise EngineError("stop_unit=atr needs an ATR state (engine.data.indicator_state.Atr)")
         self.atr = atr if atr is not None else _NoIndicator()
         self.tickets: dict[int, int] = {}  # our positions at the last reconcile: ticket -> side
-        self.booked: set[int] = set()
+        self.settlement = Settlement(broker, risk, audit, symbol=settings.symbol, session=settings.session,
+                                     alarm_seconds=settings.unsettled_alarm_seconds, now=self._broker_now)
         self.stopped = 0
         self.last_time: pd.Timestamp | None = None
         self.holding = Holding()
@@ -170,7 +176,8 @@ class LiveLoop:
         """Take over the session's trail, reconcile with the broker and warm the features up; returns the
         bars that closed after the last completed one (a restart's catch-up)."""
         resume = self.audit.resume()
-        self.stopped, self.tickets, self.booked = resume.stopped, dict(resume.tickets), set(resume.booked)
+        self.stopped, self.tickets = resume.stopped, dict(resume.tickets)
+        self.settlement.unsettled = dict(resume.unsettled)
         history = self.feed.closed_bars(self.settings.warmup)
         if not len(history):
             raise EngineError("the feed has no closed bars to warm up from")
@@ -185,10 +192,12 @@ class LiveLoop:
                        catch_up_bars=len(catch_up), **self.describe)
         for request in resume.in_flight:
             self.orders.resolve(request)
+        self.orders.recheck(None)
         self.features = self._make_features(history)
         for row in history.itertuples():
             self.atr.update(row.high, row.low, row.close)
         self.last_time = history.index[-1]
+        self._stops(self.settlement.recheck(None))
         self.reconcile(None, why="start")
         self.audit.flush()
         if self.settings.freeze_gc:
@@ -285,6 +294,9 @@ class LiveLoop:
         self.audit.flush()
 
     def _decide_and_trade(self, at: dt.datetime, atr: float, fresh: bool) -> None:
+        if self.risk.unresolved_orders():  # an order of unknown fate blocks entries: look for it first
+            self.orders.recheck(at)
+        self._stops(self.settlement.recheck(at))  # so does a closed position not booked yet
         x = self.features.model_input()
         p_up = p_down = math.nan
         signal = math.nan
@@ -332,31 +344,19 @@ class LiveLoop:
         current = holding(self.broker.positions(self.settings.symbol), self.settings.symbol, self.settings.magic)
         vanished = {t: s for t, s in self.tickets.items() if t not in current.tickets}
         if vanished:
-            self._settle(at, vanished)
-        self.tickets = dict(current.tickets)
+            self._stops(self.settlement.settle(at, vanished, self.holding))
+        self.tickets = {**current.tickets, **self.settlement.unsettled}
         self.holding = current
-        self.audit.add("reconcile", at, why=why, **current.describe())
+        self.audit.add("reconcile", at, why=why, **current.describe(), **self.settlement.describe())
         return current
 
-    def _settle(self, at: dt.datetime | None, vanished: dict[int, int]) -> None:
-        now = self.feed.now or pd.Timestamp.now(tz="UTC")
-        # Closing deals are newer than the last look; 30 days back covers a restart after a long outage (a stop
-        # hit early in a long gap must still be booked, or the risk limits would understate the loss).
-        deals = self.broker.history_deals(now - pd.Timedelta(days=30), now + pd.Timedelta(days=1),
-                                          symbol=self.settings.symbol)
-        for closed in closed_positions(vanished, records(deals)):
-            new = [d for d in closed.deals if d not in self.booked]
-            if new and closed.profit:
-                self.risk.update_after_trade(closed.profit)
-            self.booked.update(closed.deals)
-            if closed.stopped:
-                self.stopped = closed.side  # not re-entered until the signal leaves that side
-                self.stats.stops += 1
-            self.audit.add("fill", at, action="exit", ticket=closed.ticket, side=-closed.side, reason=closed.reason,
-                           price=closed.price, profit=closed.profit, booked_deals=list(new))
-            # The ledger was saved by update_after_trade: record at once which deals it holds, so a restart
-            # does not book them again (the gap left is between those two writes, not a whole bar).
-            self.audit.flush()
+    def _stops(self, closed: list[Closed]) -> None:
+        for position in closed:  # a stopped side is not re-entered until the signal leaves it
+            self.stopped = position.side
+            self.stats.stops += 1
+
+    def _broker_now(self) -> pd.Timestamp:
+        return self.feed.now or pd.Timestamp.now(tz="UTC")  # a stop hit early in a long outage is booked too
 
     # -- heartbeat --------------------------------------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:

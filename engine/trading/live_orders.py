@@ -9,6 +9,11 @@ short's levels then trigger on the same bars as the backtest's.
 
 Every order has a deterministic Idempotency-Key (session, bar, action), so its comment identifies it for
 reconciliation across restarts. Its request is written to the audit trail before it is sent.
+
+An order whose fate is unknown (OrderStateUnknownError: the answer was lost and no look could settle it) is
+held in the RiskManager's persisted state: new exposure is refused, in this process and after a restart,
+until a later look finds it at the broker (:meth:`OrderDesk.recheck`, every bar) or an operator clears it
+(``python -m engine.risk_cli clear-order``). Exits still go out.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.errors import EngineError, OrderStateUnknownError
 from engine.trading.audit import AuditLog
 from engine.trading.backtest import BacktestSettings
 from engine.trading.broker import QuotingBroker
@@ -29,6 +34,7 @@ from engine.trading.execution import MAX_REPRICES, OrderResult, close_position, 
 from engine.trading.fills import SIZE_EQUITY, SIZE_LOTS, size_lots, step_decimals
 from engine.trading.positions import Holding
 from engine.trading.risk_rules import RiskLimits
+from engine.trading.risk_state import UnsettledPosition
 from engine.trading.signals import stop_levels
 from engine.trading.sizing import SymbolSpec
 
@@ -57,6 +63,22 @@ class RiskGate(Protocol):
 
     def update_after_trade(self, profit: float) -> None: ...
 
+    def book_deals(self, profits: Mapping[int, float], position: int | None = None,
+                   keep: UnsettledPosition | None = None) -> Any:
+        """engine.trading.risk.Booking: ``deals``, ``profit``, ``persisted``; each deal booked once; ``keep``
+        holds a position the deals close only in part."""
+        ...
+
+    def hold_position(self, item: UnsettledPosition) -> bool: ...
+
+    def unsettled_positions(self) -> dict[int, UnsettledPosition]: ...
+
+    def hold_order(self, key: str, note: str) -> bool: ...
+
+    def release_order(self, key: str, by: str | None = None) -> bool: ...
+
+    def unresolved_orders(self) -> dict[str, str]: ...
+
     def get_risk_metrics(self) -> dict[str, Any]: ...
 
 
@@ -80,7 +102,7 @@ class OrderDesk:
         self.symbol, self.session, self.magic, self.deviation = symbol, session, int(magic), int(deviation)
         self.decision = decision
         self.on_sent = on_sent or (lambda: None)
-        self.counts = {"orders": 0, "orders_failed": 0, "risk_refusals": 0}
+        self.counts = {"orders": 0, "orders_failed": 0, "orders_unknown": 0, "risk_refusals": 0}
 
     # -- entries ---------------------------------------------------------------------------------------------
     def open(self, bar_time: dt.datetime, side: int, strength: float, atr: float) -> bool:
@@ -114,11 +136,16 @@ class OrderDesk:
         self.counts["orders"] += 1
         answer = send_order(self.symbol, lots, name, client=self.broker, sl=sl, tp=tp, magic=self.magic,
                             deviation=self.deviation, idempotency_key=key, risk=self.risk)
+        unknown = bool(answer.get("unknown"))
         self.audit.add("order_answer", bar_time, key=key, success=bool(answer.get("success")),
-                       data=answer.get("data"), error=answer.get("error"), warning=answer.get("warning"))
+                       data=answer.get("data"), error=answer.get("error"), warning=answer.get("warning"),
+                       **({"unknown": True} if unknown else {}))
         if not answer.get("success"):
             self.counts["orders_failed"] += 1
-            log.warning("open %s %s lots at %s failed: %s", name, lots, bar_time, answer.get("error"))
+            if unknown:
+                self._hold(bar_time, key, str(answer.get("error")))
+            else:
+                log.warning("open %s %s lots at %s failed: %s", name, lots, bar_time, answer.get("error"))
             return False
         data = answer["data"]
         self.audit.add("fill", bar_time, key=key, action="open", side=side, volume=data["volume"],
@@ -174,31 +201,78 @@ class OrderDesk:
                                         idempotency_key=key)
             except EngineError as exc:
                 self.counts["orders_failed"] += 1
-                self.audit.add("order_answer", bar_time, key=key, success=False, error=f"{type(exc).__name__}: {exc}")
-                log.warning("%s of position %s at %s failed: %s", action, ticket, bar_time, exc)
+                unknown = isinstance(exc, OrderStateUnknownError)
+                self.audit.add("order_answer", bar_time, key=key, success=False, error=f"{type(exc).__name__}: {exc}",
+                               **({"unknown": True} if unknown else {}))
+                if unknown:
+                    self._hold(bar_time, key, f"{type(exc).__name__}: {exc}")
+                else:
+                    log.warning("%s of position %s at %s failed: %s", action, ticket, bar_time, exc)
                 continue
             self.audit.add("order_answer", bar_time, key=key, success=True, data=_result(result))
 
-    # -- restarts -----------------------------------------------------------------------------------------------
-    def resolve(self, request: Mapping[str, Any]) -> None:
-        """Settle an order request that a killed process never heard back about: look for it at the broker
-        (magic + comment, and the position for a close) and record what became of it. Never resend it."""
-        key, bar_time = str(request["key"]), request.get("bar_time")
-        position = int(request["ticket"]) if request.get("ticket") is not None else None
-        found = None
+    # -- orders of unknown fate, restarts -------------------------------------------------------------------------
+    def _hold(self, bar_time: dt.datetime, key: str, error: str) -> None:
+        self.counts["orders_unknown"] += 1
+        held = self.risk.hold_order(key, f"no answer for the order of {bar_time.isoformat()} ({error})")
+        self.audit.add("risk_refusal", bar_time, side=0, volume=0.0, unknown_order=key, persisted=held,
+                       reason=f"order {key}: fate UNKNOWN ({error}); new entries are blocked until it is found at "
+                              f"the broker or an operator clears it")
+        log.error("ORDER FATE UNKNOWN %s (%s): new entries are blocked until a later look finds it at the broker, "
+                  "or after checking the terminal: python -m engine.risk_cli clear-order --key %s --order '%s' "
+                  "--by NAME", key, error, self.session, key)
+
+    def _look(self, key: str) -> Mapping[str, Any] | None:
+        """The broker's record of the order sent under ``key`` (an open, or the close of the position its key
+        names), or None when nothing carries its comment."""
+        action = key.rsplit("/", 1)[-1]
+        position = int(action.rsplit("-", 1)[1]) if action.startswith(("close-", "flatten-")) else None
         for comment in comments_of(key):
             found = self.broker.find_order(comment, magic=None if position else self.magic, position=position)
             if found is not None:
-                break
+                return found
+        return None
+
+    def _found(self, bar_time: dt.datetime | None, key: str, found: Mapping[str, Any], side: Any = None,
+               **extra: Any) -> None:
+        result = OrderResult.from_payload(found, key, reconciled=True)
+        self.audit.add("order_answer", bar_time, key=key, success=result.ok, reconciled=True, data=_result(result),
+                       **extra)
+        if result.ok and key.endswith("/open"):
+            self.audit.add("fill", bar_time, key=key, action="open", side=side, volume=result.volume, price=result.price,
+                           deal=result.deal, order=result.order, reconciled=True)
+
+    def recheck(self, bar_time: dt.datetime | None) -> None:
+        """Look again for this session's orders of unknown fate; lift the block of each one found."""
+        for key in [k for k in self.risk.unresolved_orders() if k.startswith(f"{self.session}/")]:
+            try:
+                found = self._look(key)
+            except EngineError as exc:
+                log.warning("order %s still of unknown fate: the look failed (%s)", key, exc)
+                continue
+            if found is None:
+                continue  # not found is not "not executed" here: the block stays until found or cleared
+            self._found(bar_time, key, found, resolved=True)
+            self.risk.release_order(key)
+            log.warning("order %s of unknown fate found at the broker; its block on new entries is lifted", key)
+
+    def resolve(self, request: Mapping[str, Any]) -> None:
+        """Settle an order request that a killed process never heard back about: look for it at the broker
+        (magic + comment, and the position for a close) and record what became of it. Never resend it; when
+        the broker cannot be read, the order's fate is unknown and new entries wait for it (:meth:`recheck`)."""
+        key, bar_time = str(request["key"]), request.get("bar_time")
+        try:
+            found = self._look(key)
+        except EngineError as exc:
+            self.audit.add("order_answer", bar_time, key=key, success=False, unknown=True, reconciled=True,
+                           error=f"{type(exc).__name__}: {exc}")
+            self._hold(bar_time, key, f"no answer before a restart and the broker cannot be read: {exc}")
+            return
         if found is None:
             self.audit.add("order_answer", bar_time, key=key, success=False, reconciled=True,
                            error="no trace at the broker after a restart: the request was not executed")
             return
-        result = OrderResult.from_payload(found, key, reconciled=True)
-        self.audit.add("order_answer", bar_time, key=key, success=result.ok, reconciled=True, data=_result(result))
-        if result.ok and request.get("action") == "open":
-            self.audit.add("fill", bar_time, key=key, action="open", side=request.get("side"), volume=result.volume,
-                           price=result.price, deal=result.deal, order=result.order, reconciled=True)
+        self._found(bar_time, key, found, side=request.get("side"))
 
 
 def _result(result: OrderResult) -> dict[str, Any]:

@@ -24,13 +24,21 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
-from engine.errors import EngineError, StorageError
 from engine.trading import risk_rules as rules
+from engine.trading import risk_view as view
+from engine.trading.risk_operator import OperatorActions
 from engine.trading.risk_rules import RiskLimits
-from engine.trading.risk_state import MemoryRiskStore, RiskState, RiskStateStore, RiskStatus
+from engine.trading.risk_state import (
+    MemoryRiskStore,
+    RiskState,
+    RiskStateStore,
+    RiskStatus,
+    UnsettledPosition,
+)
+from engine.trading.risk_view import AccountReader, Lots, metrics
 from engine.trading.sizing import SymbolSpec, position_size
 
 log = logging.getLogger("engine.trading.risk")
@@ -38,60 +46,35 @@ log = logging.getLogger("engine.trading.risk")
 _SAVE_ATTEMPTS = 5  # compare-and-set retries when another process (an operator) writes at the same time
 
 
-class AccountReader(Protocol):
-    """What the RiskManager reads from the broker (MT5RestClient satisfies it). It never sends orders."""
+@dataclass(frozen=True)
+class _Change:
+    """A change the store has not taken yet; re-applied to every state loaded until one save holds it.
+    ``profit`` is what it adds to the broker's balance (for the baseline of a state that does not exist yet)."""
 
-    def account_info(self) -> Mapping[str, Any]: ...
-
-    def symbol_info(self, symbol: str) -> Mapping[str, Any]: ...
-
-    def positions(self, symbol: str | None = None) -> Any:
-        """Open positions of ``symbol``: a DataFrame or records with ``type`` and ``volume``."""
-        ...
-
-    def orders(self, symbol: str | None = None) -> Any:
-        """Pending orders of ``symbol``: a DataFrame or records with ``type`` and ``volume_current``."""
-        ...
+    at: dt.datetime
+    apply: Callable[[RiskState], RiskState]
+    profit: float = 0.0
+    deals: frozenset[int] = frozenset()
 
 
-class Lots(float):
-    """A volume in lots that also carries why it is that size (``reason``); 0.0 when nothing may trade."""
+@dataclass(frozen=True)
+class Booking:
+    """What :meth:`RiskManager.book_deals` did: the deals booked now (others were booked before) and their
+    profit; ``persisted`` False when the store has not taken it yet (kept in memory and retried)."""
 
-    reason: str
-
-    def __new__(cls, volume: float, reason: str = "") -> Lots:
-        obj = super().__new__(cls, volume)
-        obj.reason = reason
-        return obj
-
-    def __reduce__(self) -> tuple[type[Lots], tuple[float, str]]:
-        return Lots, (float(self), self.reason)
-
-
-class _Unreadable(Exception):
-    """The broker could not be read; the message is the refusal's reason."""
+    deals: tuple[int, ...]
+    profit: float
+    persisted: bool
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _why(exc: BaseException) -> str:
-    # Engine errors are written to be shown (no secrets); anything else is named by type only.
-    return str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__} (see the log)"
-
-
-def _records(rows: Any) -> list[Mapping[str, Any]]:
-    if rows is None:
-        return []
-    if hasattr(rows, "to_dict"):
-        return list(rows.to_dict("records"))
-    return list(rows)
-
-
-class RiskManager:
+class RiskManager(OperatorActions):
     """Drawdown, daily-loss and exposure limits with ACTIVE / REDUCING / HALTED states.
 
+    Operator actions (``reset``, ``halt``, ``reduce``) come from :class:`engine.trading.risk_operator.OperatorActions`.
     ``store`` keeps the state across restarts (``engine.storage.risk_state``: a JSON file or a
     PostgreSQL table); without one the state lives in memory only. ``key`` names the state in the store
     (one per account or strategy). ``clock`` returns aware UTC datetimes (tests move time with it).
@@ -111,11 +94,11 @@ class RiskManager:
         self.key = key
         self._clock = clock or _utcnow
         self._state: RiskState | None = None  # the last state read from or written to the store
-        self._pending: list[tuple[float, dt.datetime]] = []  # trades the store has not taken yet
+        self._pending: list[_Change] = []  # trades and order holds the store has not taken yet
         self._lock = threading.RLock()
         try:  # seed the state from the broker's balance now, so the first trade has a baseline
             self._sync(lambda s: s)
-        except _Unreadable as exc:
+        except view.Unreadable as exc:
             log.warning("risk state not initialised yet: %s", exc)
 
     @classmethod
@@ -125,34 +108,6 @@ class RiskManager:
 
     def __repr__(self) -> str:
         return f"RiskManager({self.limits}, store={self.store.describe()!r}, key={self.key!r})"
-
-    # -- reads -------------------------------------------------------------------------------------------
-    def _read(self, what: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except Exception as exc:  # REST, transport, contract: all become a refusal with the reason
-            log.warning("risk check cannot read %s: %s", what, _why(exc), exc_info=not isinstance(exc, EngineError))
-            raise _Unreadable(f"cannot read {what} from the broker: {_why(exc)}") from None
-
-    def _account(self) -> tuple[float, float, Mapping[str, Any]]:
-        """(balance, floating LOSS of open positions (<= 0), the raw answer). Open gains are not counted:
-        they may vanish before the positions close, so they never offset a realised loss."""
-        info = self._read("the account", lambda: self.client.account_info())
-        try:
-            balance, equity = float(info["balance"]), float(info["equity"])
-        except (KeyError, TypeError, ValueError):
-            raise _Unreadable("the broker's account answer lacks a numeric balance/equity") from None
-        if not (math.isfinite(balance) and math.isfinite(equity)):
-            raise _Unreadable("the broker's account answer has a non-finite balance/equity")
-        return balance, min(0.0, equity - balance), info
-
-    def _exposure(self, symbol: str) -> rules.Exposure:
-        positions = self._read(f"{symbol} positions", lambda: self.client.positions(symbol))
-        orders = self._read(f"{symbol} pending orders", lambda: self.client.orders(symbol))
-        try:
-            return rules.exposure_from_records(_records(positions), _records(orders))
-        except (EngineError, ValueError, TypeError, AttributeError) as exc:
-            raise _Unreadable(f"cannot count {symbol} exposure: {_why(exc)}") from None
 
     # -- state -------------------------------------------------------------------------------------------
     def _sync(self, change: Callable[[RiskState], RiskState],
@@ -168,7 +123,7 @@ class RiskManager:
                 try:
                     stored = self.store.load(self.key)
                 except Exception as exc:
-                    problem = f"risk state store {self.store.describe()} unreadable: {_why(exc)}"
+                    problem = f"risk state store {self.store.describe()} unreadable: {view.why(exc)}"
                     break
                 state = self._with_pending(stored, balance, change)
                 if stored is not None and state == stored:  # nothing changed: no write
@@ -178,7 +133,7 @@ class RiskManager:
                 try:
                     saved = self.store.save(self.key, state)
                 except Exception as exc:
-                    problem = f"risk state store {self.store.describe()} unwritable: {_why(exc)}"
+                    problem = f"risk state store {self.store.describe()} unwritable: {view.why(exc)}"
                     break
                 if saved:
                     self._state, self._pending = state, []
@@ -191,12 +146,12 @@ class RiskManager:
                       change: Callable[[RiskState], RiskState]) -> RiskState:
         if base is None:
             if balance is None:
-                balance, _, _ = self._account()
+                balance, _, _ = view.account(self.client)
             # The broker's balance already holds trades reported before the state existed: start before them.
-            start = balance - sum(profit for profit, _ in self._pending)
-            base = rules.initial_state(start, self._pending[0][1] if self._pending else self._clock(), self.limits)
-        for profit, at in self._pending:
-            base = rules.apply_trade(base, profit, at, self.limits)
+            start = balance - sum(c.profit for c in self._pending)
+            base = rules.initial_state(start, self._pending[0].at if self._pending else self._clock(), self.limits)
+        for pending in self._pending:
+            base = pending.apply(base)
         return change(base)
 
     def _checked(self, balance: float, floating: float) -> tuple[RiskState, RiskStatus, str]:
@@ -214,10 +169,10 @@ class RiskManager:
         """``{"allowed": bool, "reason": str}`` for an order of ``volume`` lots of ``symbol``."""
         try:
             direction = rules.parse_side(side)
-            balance, floating, _ = self._account()
-            exposure = self._exposure(symbol)
+            balance, floating, _ = view.account(self.client)
+            exposure = view.exposure(self.client, symbol)
             _, status, why = self._checked(balance, floating)
-        except (_Unreadable, ValueError) as exc:
+        except (view.Unreadable, ValueError) as exc:
             decision = rules.Decision(False, str(exc), RiskStatus.HALTED)
         else:
             decision = rules.decide_open(self.limits, status, why, exposure, volume, direction)
@@ -235,12 +190,12 @@ class RiskManager:
         """
         try:
             direction = rules.parse_side(side)
-            balance, floating, account = self._account()
-            info = self._read(f"{symbol} symbol info", lambda: self.client.symbol_info(symbol))
+            balance, floating, account = view.account(self.client)
+            info = view.read(f"{symbol} symbol info", lambda: self.client.symbol_info(symbol))
             spec = SymbolSpec.from_info(info, account.get("currency"))
             _, status, why = self._checked(balance, floating)
-            entry, direction = _entry(info, stop_loss, price, direction)
-        except (_Unreadable, ValueError) as exc:
+            entry, direction = view.entry_price(info, stop_loss, price, direction)
+        except (view.Unreadable, ValueError) as exc:
             return Lots(0.0, str(exc))
         if status != RiskStatus.ACTIVE:
             return Lots(0.0, f"{status.name} ({why}): no new position is sized")
@@ -251,83 +206,102 @@ class RiskManager:
         return Lots(decision.volume, decision.reason)
 
     def update_after_trade(self, profit: float) -> None:
-        """Book a closed trade's profit (negative for a loss) in the ledger; may HALT."""
+        """Book a closed trade's profit (negative for a loss) in the ledger; may HALT. A caller that knows the
+        trade's closing deals should use :meth:`book_deals`, which books each deal exactly once."""
         if isinstance(profit, bool) or not isinstance(profit, int | float) or not math.isfinite(profit):
             raise ValueError(f"profit must be a finite number, got {profit!r}")
+        at, limits = self._clock(), self.limits
+        self._change(_Change(at, lambda s: rules.apply_trade(s, float(profit), at, limits), float(profit)),
+                     f"trade of {profit:.2f}")
+
+    def book_deals(self, profits: Mapping[int, float], position: int | None = None,
+                   keep: UnsettledPosition | None = None) -> Booking:
+        """Book closing deals (ticket -> profit net of costs) that the state does not hold yet.
+
+        The deals and the balances they move are one compare-and-set write of the state, so a crash
+        before it leaves neither and a crash after it both: a restart that settles the same deals again
+        books nothing. Deals booked before (by this or another process) are skipped. ``position`` (the one
+        they closed) leaves the unsettled positions in the same write (nothing is booked for one an operator
+        settled by hand). ``keep``, a position these deals close only in part, stays (or becomes) unsettled
+        as given in that same write."""
+        at, limits = self._clock(), self.limits
+        asked = {int(t): float(p) for t, p in profits.items()}
+        if not all(map(math.isfinite, asked.values())):
+            raise ValueError(f"deal profits must be finite numbers, got {profits!r}")
+        booked: dict[int, float] = {}
+
+        def apply(state: RiskState) -> RiskState:
+            nonlocal booked  # the last application is the one the store took (or the one in memory)
+            state, booked = rules.book_deals(state, asked, at, limits, position, keep)
+            return state
+
         with self._lock:
-            self._pending.append((float(profit), self._clock()))
+            deals = frozenset(asked)
+            if any(c.deals == deals for c in self._pending):  # already waiting for the store: retry, not twice
+                try:
+                    return Booking((), 0.0, self._sync(lambda s: s)[1] is None)
+                except view.Unreadable:
+                    return Booking((), 0.0, False)
+            problem = self._change(_Change(at, apply, sum(asked.values()), deals), f"deals {sorted(asked)}")
+        return Booking(tuple(sorted(booked)), sum(booked.values()), problem is None)
+
+    def hold_order(self, key: str, note: str) -> bool:
+        """Record an order whose fate is unknown: no new exposure until :meth:`release_order` (the order was
+        found at the broker) or an operator clears it (``python -m engine.risk_cli clear-order``). True when
+        the store holds the mark (else it holds in this process and is retried)."""
+        at = self._clock()
+        log.error("order %s: fate unknown (%s); new exposure is blocked until it is resolved", key, note)
+        return self._change(_Change(at, lambda s: rules.hold_order(s, key, note, at)), f"hold of {key}") is None
+
+    def release_order(self, key: str, by: str | None = None) -> bool:
+        """The fate of order ``key`` is known: lift its block (``by``: the operator who checked, if any)."""
+        at = self._clock()
+        return self._change(_Change(at, lambda s: rules.release_order(s, key, at, by)), f"release of {key}") is None
+
+    def hold_position(self, item: UnsettledPosition) -> bool:
+        """Record a position gone from the broker whose closing deals are not in its history yet: no new exposure
+        until they are booked (:meth:`book_deals` with ``position``) or an operator settles it (``python -m
+        engine.risk_cli settle``). True when the store holds the mark (else it holds here and is retried)."""
+        at = self._clock()
+        return self._change(_Change(at, lambda s: rules.hold_position(s, item, at)), f"position {item.ticket}") is None
+
+    def unresolved_orders(self) -> dict[str, str]:
+        """Orders whose fate is unknown, from the last state read or written (no store access)."""
+        return {} if (state := self._latest()) is None else state.unresolved_orders
+
+    def unsettled_positions(self) -> dict[int, UnsettledPosition]:
+        """Positions gone whose closing deals are not booked yet, from the last state read or written."""
+        return {} if (state := self._latest()) is None else state.unsettled_positions
+
+    def _latest(self) -> RiskState | None:
+        with self._lock:
+            state = self._state
+            for pending in self._pending if state is not None else ():
+                state = pending.apply(state)
+        return state
+
+    def _change(self, change: _Change, what: str) -> str | None:
+        """Apply ``change`` through the store; None when saved, else why not (kept in memory, retried)."""
+        with self._lock:
+            self._pending.append(change)
             try:
                 state, problem = self._sync(lambda s: s)
-            except _Unreadable as exc:  # no state yet and no balance: the trade waits in memory
-                log.error("trade of %.2f kept in memory: %s", profit, exc)
-                return
+            except view.Unreadable as exc:  # no state yet and no balance: the change waits in memory
+                log.error("%s kept in memory: %s", what, exc)
+                return str(exc)
         if problem is None and state.status == RiskStatus.HALTED:
             log.warning("risk HALTED: %s", state.reason)
+        return problem
 
     def get_risk_metrics(self) -> dict[str, Any]:
         """The ledger's figures and the status (without the open positions' floating PnL)."""
         now = self._clock()
         try:
             state, problem = self._sync(lambda s: rules.roll_day(s, now, self.limits))
-        except _Unreadable as exc:
+        except view.Unreadable as exc:
             return {"drawdown": math.nan, "daily_pnl": math.nan, "peak_balance": math.nan,
                     "last_balance": math.nan, "state": "UNKNOWN", "reason": str(exc), "persisted": False}
         return metrics(state, self.limits, persisted=problem is None) | ({"problem": problem} if problem else {})
 
-    # -- operator actions (also `python -m engine.risk_cli`) -----------------------------------------------
-    def reset(self, by: str, note: str = "") -> dict[str, Any]:
-        """Back to ACTIVE, limits counted from the current balance; records ``by`` and the time."""
-        return self._operator(RiskStatus.ACTIVE, by, note)
 
-    def halt(self, by: str, note: str = "") -> dict[str, Any]:
-        return self._operator(RiskStatus.HALTED, by, note)
-
-    def reduce(self, by: str, note: str = "") -> dict[str, Any]:
-        return self._operator(RiskStatus.REDUCING, by, note)
-
-    def _operator(self, status: RiskStatus, by: str, note: str) -> dict[str, Any]:
-        now = self._clock()
-        try:
-            state, problem = self._sync(lambda s: rules.operator_set(s, status, by, now, self.limits, note))
-        except _Unreadable as exc:
-            raise StorageError(f"risk state unavailable: {exc}") from None
-        if problem is not None:
-            raise StorageError(f"{status.name.lower()} by {by} not recorded: {problem}")
-        log.warning("risk state %s", state.reason)
-        return metrics(state, self.limits)
-
-
-def metrics(state: RiskState, limits: RiskLimits, *, persisted: bool = True) -> dict[str, Any]:
-    """The seed's four figures plus the status and its history, for logs, the CLI and dashboards."""
-    status, reason = rules.status_of(state, limits)
-    return {"drawdown": rules.drawdown(state), "daily_pnl": state.daily_pnl, "peak_balance": state.peak_balance,
-            "last_balance": state.last_balance, "day_start_balance": state.day_start_balance,
-            "daily_loss": rules.daily_loss(state), "state": status.name, "reason": reason or state.reason,
-            "latched_state": state.status.name, "trading_day": state.trading_day.isoformat(),
-            "updated_at": _iso(state.updated_at), "halted_at": _iso(state.halted_at),
-            "changed_by": state.changed_by, "changed_at": _iso(state.changed_at), "persisted": persisted}
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _entry(info: Mapping[str, Any], stop_loss: float, price: float | None,
-           direction: int | None) -> tuple[float, int]:
-    """(entry price, +1 long / -1 short) for a stop at ``stop_loss``."""
-    if isinstance(stop_loss, bool) or not isinstance(stop_loss, int | float) or not math.isfinite(stop_loss) \
-            or stop_loss <= 0:
-        raise ValueError(f"stop_loss must be a positive price, got {stop_loss!r}")
-    if price is not None:
-        if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-            raise ValueError(f"price must be a positive number, got {price!r}")
-        return float(price), direction if direction is not None else (1 if stop_loss < price else -1)
-    try:
-        bid, ask = float(info["bid"]), float(info["ask"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError("symbol info has no bid/ask: give price= for the entry") from None
-    if direction is None:
-        if bid < stop_loss < ask or stop_loss in (bid, ask):
-            raise ValueError(f"the stop {stop_loss} is inside the spread {bid}..{ask}: no side can use it")
-        direction = 1 if stop_loss < bid else -1
-    return (ask if direction > 0 else bid), direction
+__all__ = ["AccountReader", "Booking", "Lots", "RiskManager", "metrics"]

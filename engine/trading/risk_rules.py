@@ -33,12 +33,18 @@ from typing import Any
 
 from engine.errors import ConfigError, DataQualityError
 from engine.fields import bounded
-from engine.trading.risk_state import RiskState, RiskStatus, trading_day
+from engine.trading.risk_state import RiskState, RiskStatus, UnsettledPosition, trading_day
 from engine.trading.sizing import VOLUME_EPS
 
 _BOUND_CHECKS = {"gt": (operator.gt, ">"), "ge": (operator.ge, ">="), "lt": (operator.lt, "<"),
                  "le": (operator.le, "<=")}
 RESET_HINT = "an operator resets it with `python -m engine.risk_cli reset --by NAME`"
+CLEAR_HINT = "`python -m engine.risk_cli clear-order --order KEY --by NAME` clears it once checked"
+SETTLE_HINT = "`python -m engine.risk_cli settle --position TICKET --profit X --by NAME` books it once checked"
+# How long a booked deal's ticket is remembered. A settlement reads at most SETTLE_LOOKBACK of deal history,
+# and a deal is booked after it happened, so a ticket booked longer ago than that can never come back.
+SETTLE_LOOKBACK = dt.timedelta(days=30)
+BOOKED_RETENTION = SETTLE_LOOKBACK + dt.timedelta(days=5)
 
 
 @dataclass(frozen=True)
@@ -204,12 +210,22 @@ def latch_breach(state: RiskState, limits: RiskLimits, now: dt.datetime, floatin
 
 
 def status_of(state: RiskState, limits: RiskLimits, floating: float = 0.0) -> tuple[RiskStatus, str]:
-    """The effective status: the latched one, or stricter when a limit is reached or near."""
+    """The effective status: the latched one, or stricter when a limit is reached or near, or REDUCING
+    while an order's fate is unknown (it may have opened a position nobody counted)."""
     if state.status == RiskStatus.HALTED:
         return RiskStatus.HALTED, state.reason
     breach, near = _levels(state, limits, floating)
     if breach is not None:
         return RiskStatus.HALTED, breach
+    if state.unresolved:
+        keys = ", ".join(key for key, _ in state.unresolved)
+        return RiskStatus.REDUCING, f"order state unknown ({keys}): no new exposure until it is found at the " \
+                                    f"broker or {CLEAR_HINT}"
+    if state.unsettled:
+        # The simple rule, not a loss bound: a stop-out or a gap may close a position beyond its stop-loss.
+        tickets = ", ".join(str(u.ticket) for u in state.unsettled)
+        return RiskStatus.REDUCING, f"closed position(s) {tickets} not booked (closing deal not in the broker's " \
+                                    f"history yet): no new exposure until found or {SETTLE_HINT}"
     if state.status == RiskStatus.REDUCING:
         return RiskStatus.REDUCING, state.reason
     if near is not None:
@@ -219,11 +235,89 @@ def status_of(state: RiskState, limits: RiskLimits, floating: float = 0.0) -> tu
 
 def apply_trade(state: RiskState, profit: float, now: dt.datetime, limits: RiskLimits) -> RiskState:
     """Book a closed trade's profit (negative for a loss, net of costs) on the day it is reported."""
-    state = roll_day(state, now, limits)
+    return latch_breach(_add(roll_day(state, now, limits), profit, now), limits, now)
+
+
+def _add(state: RiskState, profit: float, now: dt.datetime) -> RiskState:
     balance = state.last_balance + profit
-    state = replace(state, last_balance=balance, daily_pnl=state.daily_pnl + profit,
-                    peak_balance=max(state.peak_balance, balance), updated_at=now)
-    return latch_breach(state, limits, now)
+    return replace(state, last_balance=balance, daily_pnl=state.daily_pnl + profit,
+                   peak_balance=max(state.peak_balance, balance), updated_at=now)
+
+
+def book_deals(state: RiskState, profits: Mapping[int, float], now: dt.datetime, limits: RiskLimits,
+               position: int | None = None, keep: UnsettledPosition | None = None) -> tuple[RiskState, dict[int, float]]:
+    """Book the closing deals (ticket -> profit net of costs) the state does not hold yet, and remember them
+    in the same state; returns (state, the deals booked now). Deals booked before are never booked again.
+    ``position`` (the position they closed) leaves ``unsettled`` in the same write; one an operator settled
+    by hand (:func:`settle_by_hand`) books nothing more. ``keep`` instead (a position these deals close only
+    in part, the rest not listed yet) stays, or becomes, unsettled as given, in the same write."""
+    if keep is not None:
+        position = keep.ticket
+    if position is not None:
+        if _by_hand(position) in state.booked_deals:
+            return state, {}
+        state = _without(state, position, now)
+    if keep is not None:
+        state = replace(state, unsettled=tuple(sorted((*state.unsettled, keep), key=lambda u: u.ticket)),
+                        updated_at=now)
+    held = state.booked_deals
+    new = {int(t): float(p) for t, p in profits.items() if int(t) not in held}
+    if not new:
+        return state, {}
+    return _remember(apply_trade(state, sum(new.values()), now, limits), new, now), new
+
+
+def _by_hand(position: int) -> int:
+    # Deal tickets are positive: a position settled by hand is remembered in ``booked`` as its negated ticket.
+    return -abs(int(position))
+
+
+def _remember(state: RiskState, tickets: Iterable[int], now: dt.datetime) -> RiskState:
+    kept = [(t, at) for t, at in state.booked if at >= now - BOOKED_RETENTION]
+    return replace(state, booked=tuple(sorted(kept + [(int(t), now) for t in tickets])))
+
+
+def _without(state: RiskState, position: int, now: dt.datetime) -> RiskState:
+    if position not in state.unsettled_positions:
+        return state
+    return replace(state, unsettled=tuple(u for u in state.unsettled if u.ticket != position), updated_at=now)
+
+
+def hold_position(state: RiskState, item: UnsettledPosition, now: dt.datetime) -> RiskState:
+    """Record a position gone without a closing deal in the history: new exposure waits until it is booked."""
+    if item.ticket in state.unsettled_positions or _by_hand(item.ticket) in state.booked_deals:
+        return state
+    return replace(state, unsettled=tuple(sorted((*state.unsettled, item), key=lambda u: u.ticket)), updated_at=now)
+
+
+def settle_by_hand(state: RiskState, position: int, profit: float, now: dt.datetime, limits: RiskLimits,
+                   by: str) -> RiskState:
+    """An operator books an unsettled position's ``profit`` (net of costs, from the terminal) and lifts its
+    block; its closing deals, should they reach the history later, are never booked on top. A breach is
+    latched by the engine's next check, with its configured limits (``limits`` here only places the day)."""
+    if position not in state.unsettled_positions:
+        raise ValueError(f"position {position} is not unsettled")
+    if not math.isfinite(profit):
+        raise ValueError(f"profit must be a finite number, got {profit!r}")
+    state = _add(roll_day(_without(state, position, now), now, limits), profit, now)
+    return replace(_remember(state, [_by_hand(position)], now), changed_by=by, changed_at=now)
+
+
+def hold_order(state: RiskState, key: str, note: str, now: dt.datetime) -> RiskState:
+    """Record an order whose fate is unknown: new exposure waits until :func:`release_order`."""
+    if key in state.unresolved_orders:
+        return state
+    return replace(state, unresolved=tuple(sorted((*state.unresolved, (key, note)))), updated_at=now)
+
+
+def release_order(state: RiskState, key: str, now: dt.datetime, by: str | None = None) -> RiskState:
+    """The order's fate is known (found at the broker, or an operator checked the terminal: ``by``)."""
+    if key not in state.unresolved_orders:
+        return state
+    left = tuple(item for item in state.unresolved if item[0] != key)
+    if by is None:
+        return replace(state, unresolved=left, updated_at=now)
+    return replace(state, unresolved=left, changed_by=by, changed_at=now, updated_at=now)
 
 
 def operator_set(state: RiskState, status: RiskStatus, by: str, now: dt.datetime, limits: RiskLimits,

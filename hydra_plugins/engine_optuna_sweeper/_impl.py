@@ -2,8 +2,10 @@
 
 A job that raised ``optuna.TrialPruned`` (its pruner stopped it) is told PRUNED; any other failure FAIL, and
 the sweep stops once a batch's failure share exceeds ``max_failure_rate`` (0: the first failure, as the
-official sweeper does), re-raising the job's own error. The best trial is written to
-``<sweep dir>/optimization_results.yaml`` (the official sweeper's file) and logged to the study's MLflow run.
+official sweeper does), re-raising the job's own error. The sweep ends with the summary table of the study
+(:func:`engine.tasks.sweeps.summarize_study`: printed, in the sweep dir, logged to the study's MLflow run, the
+best trial's model registered with ``task.register_as``); the best trial is also written to
+``<sweep dir>/optimization_results.yaml`` (the official sweeper's file, now with its run id).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from engine.tasks.sweeps import open_study_run, trial_overrides
+from engine.tasks.sweeps import open_study_run, summarize_study, trial_overrides
 from engine.tracking.studies import create_or_join, open_storage
 from hydra_plugins.engine_optuna_sweeper._space import as_override, search_space
 
@@ -38,14 +40,28 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> None:
              sweeper.n_trials, sweeper.n_jobs, ", ".join(space) or "nothing")
     parent = open_study_run(config, study, created=created, wait_s=sweeper.parent_run_wait_s,
                             space={k: repr(v) for k, v in space.items()})
-    status = "FAILED"
+    status, best = "FAILED", None
     try:
         _loop(sweeper, study, space, fixed, parent, journal)
         status = "FINISHED"
     finally:
-        if parent is not None:
-            parent.close(study, status)
-    _write_results(study, sweep_dir)
+        try:
+            best = _summarize(config, study, sweep_dir, parent, status)
+        finally:
+            if parent is not None:
+                parent.finish(study, status)
+    _write_results(study, sweep_dir, best)
+
+
+def _summarize(config: Any, study: optuna.Study, sweep_dir: Path, parent: Any, status: str) -> Any:
+    """The summary table; after a failed batch, what the study has, without hiding the failure itself."""
+    try:
+        return summarize_study(config, study, sweep_dir, parent, finished=status == "FINISHED")
+    except Exception:
+        if status == "FINISHED":
+            raise
+        log.exception("could not summarise the failed sweep")
+        return None
 
 
 def _loop(sweeper: Any, study: optuna.Study, space: dict[str, Any], fixed: list[str], parent: Any,
@@ -100,7 +116,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> TrialStat
     return TrialState.COMPLETE
 
 
-def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
+def _write_results(study: optuna.Study, sweep_dir: Path, row: Any) -> None:
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "trials": counts}
@@ -110,5 +126,7 @@ def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
         log.warning("no trial of study %r completed", study.study_name)
     else:
         results |= {"best_params": best.params, "best_value": best.value, "best_trial": best.number}
+        if row is not None and row.number == best.number:  # its MLflow run and its own model file
+            results |= {"best_run_id": row.run_id, "best_model_path": row.model_path}
         log.info("best trial %d: %s -> %s", best.number, best.params, best.value)
     OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")

@@ -92,11 +92,12 @@ def make_rig(sample_bars: pd.DataFrame, features: FeatureEngineering, model: Any
     def _make(*, start: str = REPLAY_START, max_bars: int | None = 120, decision: BacktestSettings = DECISION,
               limits: RiskLimits = LOOSE, session: str = "test", sim: SimSettings | None = None,
               simulator: Simulator | None = None, risk_store: Any = None, audit_root: Path | None = None,
-              **settings: Any) -> Rig:
+              client_options: dict[str, Any] | None = None, audit_store: Any = None, **settings: Any) -> Rig:
         if simulator is None:
             simulator = Simulator(sample_bars, settings=sim or SimSettings(start=start, speed=0.0)).start()
-        client = MT5RestClient(simulator.url, DEV_TOKEN, server_time_offset_hours=2.0, read_timeout=10.0)
-        store = ParquetAuditStore(audit_root or tmp_path / "audit", fsync=False)
+        client = MT5RestClient(simulator.url, DEV_TOKEN, server_time_offset_hours=2.0,
+                               **{"read_timeout": 10.0, **(client_options or {})})
+        store = audit_store or ParquetAuditStore(audit_root or tmp_path / "audit", fsync=False)
         risk = RiskManager.from_limits(client, limits, store=risk_store or MemoryRiskStore(), key=session)
         warmup = settings.pop("warmup", warmup_bars(features))
         loop = LiveLoop(settings=LiveSettings(session=session, warmup=warmup, max_bars=max_bars, **settings),

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.validate import validate
 from engine.errors import ConfigError
 from engine.storage.audit import ParquetAuditStore
 from engine.tasks.live import check_mode, model_reference
+from engine.tracking.mlflow import flat_metrics
 
 BRIDGE = ["task=live", "connector=mt5_rest"]
 
@@ -37,6 +39,13 @@ def test_the_default_model_is_the_one_the_readme_main_command_saves(compose, eng
     assert model_reference(compose(["task=live"])) == str(engine_root / "models" / "lstm_5m" / "pipeline.zip")
 
 
+def test_the_unsettled_alarm_is_a_task_key_checked_before_anything_runs(compose) -> None:
+    validate(compose(["task=live", "task.unsettled_alarm_seconds=120"]))
+    with pytest.raises(ConfigError) as caught:
+        validate(compose(["task=live", "task.unsettled_alarm_seconds=0"]))
+    assert caught.value.key == "task.unsettled_alarm_seconds"
+
+
 def test_without_a_model_it_says_how_to_get_one(run_engine) -> None:
     proc = run_engine("task=live", "tracking.enabled=false", timeout=300)
     assert proc.returncode != 0
@@ -55,15 +64,17 @@ def test_smoke_trades_a_registered_champion_and_ends_by_itself(compose, run_engi
     assert int(client.get_model_version_by_alias("btc", "champion").version) == 1
 
     proc = run_engine("task=live", "task.model=models:/btc@champion", "smoke=true", "task.smoke_bars=120",
-                      "task.session=smoke", timeout=600)
+                      "task.session=smoke", "task.unsettled_alarm_seconds=120", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "heartbeat" in proc.stderr and "live: 120 bars, 120 decisions" in proc.stderr
     records = ParquetAuditStore(engine_root / "data" / "audit").read("smoke")
     assert sum(r.kind == "bar_done" for r in records) == 120
     assert records[0].kind == "session_start" and records[0].detail["registered_version"] == 1
+    assert records[0].detail["settings"]["unsettled_alarm_seconds"] == 120.0  # the task key reached the loop
     assert records[-1].detail["reason"] == "max_bars=120 reached"
     (run,) = client.search_runs([client.get_experiment_by_name("engine-live").experiment_id])
-    assert run.data.metrics["bars"] == 120 and "order_latency_p99_ms" in run.data.metrics
+    metrics = flat_metrics(run.data.metrics)
+    assert metrics["bars"] == 120 and "order_latency_p99_ms" in metrics
     assert run.data.tags["registered_name"] == "btc" and run.data.tags["mode"] == "paper"
 
 
@@ -90,3 +101,39 @@ def test_with_storage_timescaledb_the_trail_and_risk_state_live_in_the_database(
     finally:
         audit.close()
         risk.close()
+
+
+def test_live_refuses_a_configured_quant_server_bridge_in_one_line_before_connecting(run_engine) -> None:
+    """Nothing listens on port 1: reaching it would fail otherwise (exit 1); the refusal comes first."""
+    proc = run_engine(*BRIDGE, "connector.dialect=quant_server", "connector.base_url=http://127.0.0.1:1",
+                      "connector.api_key=${oc.env:SIM_TOKEN}", "tracking.enabled=false", env={"SIM_TOKEN": "x"},
+                      timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("engine: ConfigError: connector.dialect: task=live cannot trade through the "
+                           "metatrader5-quant-server bridge (configured)") and "python -m engine.mt5.bridge" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_live_refuses_a_detected_quant_server_bridge_before_any_order(run_engine, model, sample_bars,
+                                                                      engine_root: Path) -> None:
+    from engine.mt5.sim.market import SimMarket
+    from engine.mt5.sim.settings import SimSettings
+    from tests.live.conftest import REPLAY_START
+    from tests.mt5.bridge.fake_metatrader5 import make_module
+    from tests.mt5.quant_server import QuantServer
+
+    market = SimMarket(sample_bars, SimSettings(start=REPLAY_START))
+    server = QuantServer(make_module(market)).start()
+    try:
+        path = model.save_copy(engine_root / "models" / "q" / "pipeline.zip")
+        proc = run_engine(*BRIDGE, f"connector.base_url={server.url}", "connector.api_key=${oc.env:SIM_TOKEN}",
+                          f"task.model={path}", "tracking.enabled=false", env={"SIM_TOKEN": "x"}, timeout=300)
+    finally:
+        server.stop()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "connector.dialect" in last and f"detected from {server.url}/health" in last
+    assert server.requests[("GET", "/health")] >= 1
+    assert not [route for (method, route) in server.requests if method == "POST"]  # no order, no close
+    assert not market.account.deals

@@ -38,7 +38,7 @@ def test_lightning_writes_into_the_job_run_and_model_loads_back(bars, quick, mlf
                       hooks=[MlflowTrainingLogger(run_id, uri)])
     pipe.fit(bars.W[:600], bars.yw[:600], cv=2, feature_names=bars.names)
     data = client.get_run(run_id).data
-    assert {"train_loss", "val_loss", "cv0-val_loss", "cv1-train_loss"} <= set(data.metrics)
+    assert {"train/loss", "val/loss", "cv0-val/loss", "cv1-train/loss"} <= set(data.metrics)  # grouped names
     assert client.get_run(run_id).info.status == "RUNNING"  # the job closes its run, not Lightning
 
     previous = mlflow.get_tracking_uri()

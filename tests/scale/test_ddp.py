@@ -99,8 +99,8 @@ def test_lstm_experiment_trains_with_ddp_and_logs_one_run(run_engine, engine_roo
     (run,) = store.runs("lstm_5m")
     assert run.info.status == "FINISHED" and run.data.params["trainer.strategy"] == "ddp_spawn"
     # rank 0 alone logged the curves: one point per epoch (two ranks logging would double them)
-    epochs = int(run.data.metrics["fit_epochs_run"])
+    epochs = int(run.data.metrics["fit/epochs_run"])
     assert epochs == 2
-    assert len(store.client.get_metric_history(run.info.run_id, "val_loss")) == epochs
-    assert len(store.client.get_metric_history(run.info.run_id, "train_loss")) == epochs
-    assert 0.0 < run.data.metrics["val_log_loss"] < 1.0 and Path(run.data.tags["model_path"]).is_file()
+    assert len(store.client.get_metric_history(run.info.run_id, "val/loss")) == epochs
+    assert len(store.client.get_metric_history(run.info.run_id, "train/loss")) == epochs
+    assert 0.0 < run.data.metrics["val/log_loss"] < 1.0 and Path(run.data.tags["model_path"]).is_file()

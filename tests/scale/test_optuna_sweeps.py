@@ -69,7 +69,7 @@ def test_two_sweepers_contribute_to_one_study_in_postgres(pg: PgServer, engine_r
     for i in (0, 1):
         results = yaml.safe_load((engine_root / f"sweep_{i}" / "optimization_results.yaml").read_text())
         assert results["study_name"] == "shared"
-    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["sweep/best_value"] == pytest.approx(study.best_value)
 
 
 def test_pruner_stops_trials_on_their_validation_loss(pg: PgServer, engine_root: Path, store: Store) -> None:
@@ -92,8 +92,8 @@ def test_pruner_stops_trials_on_their_validation_loss(pg: PgServer, engine_root:
     for trial in new:
         run = runs[str(trial.number)]
         assert run.info.status == "KILLED" and run.data.tags["optuna_state"] == "PRUNED"
-        # the value the pruner judged is the val_loss Lightning logged for that epoch
-        first, = store.client.get_metric_history(run.info.run_id, "val_loss")
+        # the value the pruner judged is the val_loss Lightning logged for that epoch (val/loss in MLflow)
+        first, = store.client.get_metric_history(run.info.run_id, "val/loss")
         assert trial.intermediate_values[0] == pytest.approx(-first.value, rel=1e-6)
     results = yaml.safe_load((engine_root / "sweep" / "optimization_results.yaml").read_text())
     assert results["trials"]["pruned"] == 2

@@ -71,4 +71,4 @@ def test_multirun_and_optuna_sweep_run_on_the_ray_cluster(ray_cluster: RayCluste
     assert sorted(r.data.tags["optuna_trial"] for r in trials) == ["0", "1", "2", "3"]
     assert {r.data.tags["optuna_state"] for r in trials} == {"COMPLETE"}
     _check_trials(store, "xgb_optuna_ray", trials, _ray_jobs(ray_cluster), root)
-    assert study.info.status == "FINISHED" and study.data.metrics["n_complete"] == 4
+    assert study.info.status == "FINISHED" and study.data.metrics["sweep/n_complete"] == 4

@@ -55,7 +55,7 @@ def test_two_jobs_log_to_the_server_and_read_back(mlflow_server: MlflowServer, s
     assert second.info.start_time < first.info.end_time
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
     for run in runs:
-        assert np.isfinite(run.data.metrics["val_sharpe"]) and 0 <= run.data.metrics["test_accuracy"] <= 1
+        assert np.isfinite(run.data.metrics["val/sharpe"]) and 0 <= run.data.metrics["test/accuracy"] <= 1
         assert run.data.params["tracking.run_name"] == "${secret:run_label}"
         names = [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
         assert any("confusion_matrix" in n for n in names) and any("equity_curve" in n for n in names)

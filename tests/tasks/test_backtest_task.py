@@ -13,6 +13,7 @@ import pytest
 
 from engine.config.validate import validate
 from engine.errors import ConfigError
+from engine.tracking.mlflow import flat_metrics
 from engine.trading.backtest import METRIC_NAMES as TRADING
 from tests.tasks.conftest import Store
 
@@ -64,7 +65,7 @@ def test_a_saved_model_backtests_through_the_cli(run_engine, compose_job, store:
     proc = run_engine(*MODEL, "task=backtest", "task.span=test", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = [r for r in store.runs("xgb_1m") if r.data.tags.get("task") == "backtest"]
-    logged = run.data.metrics
+    logged = flat_metrics(run.data.metrics)  # MLflow shows them as backtest/sharpe, ...
     for name in (*TRADING, "accuracy", "f1", "log_loss"):
         assert logged[name] == pytest.approx(trained[f"test_{name}"], rel=1e-12, nan_ok=True), name
     assert run.data.tags["data_fingerprint"] and run.data.tags["model_path"] == str(model)
@@ -124,7 +125,7 @@ def test_walk_forward_trains_each_fold_behind_an_embargo(compose_job, store: Sto
     assert [f["test"][0] for f in folds[1:]] == [f["test"][1] for f in folds[:-1]]
     # one stitched series traded as one backtest; each fold's figures at its step
     assert metrics["n_bars"] == folds[-1]["test"][1] - folds[0]["test"][0]
-    history = store.client.get_metric_history(run.info.run_id, "fold_total_return")
+    history = store.client.get_metric_history(run.info.run_id, "fold/total_return")
     assert sorted(m.step for m in history) == list(range(len(folds)))
     assert np.isfinite(metrics["sharpe"]) and run.data.tags["walk_forward_folds"] == str(len(folds))
     assert {f"backtest/{f}" for f in REPORT_FILES} <= store.artifacts(run.info.run_id)

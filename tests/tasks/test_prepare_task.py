@@ -31,7 +31,7 @@ def test_prepare_writes_raw_parquet_and_tracks_one_run(run_engine, engine_root: 
     (run,) = _runs(engine_root)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "task=prepare,source.start=2024-03-01,source.end=2024-03-03"
-    assert run.data.metrics["rows"] == 2880
+    assert run.data.metrics["prepare/rows"] == 2880
     assert run.data.params["source.start"] == "2024-03-01"
     assert run.data.params["paths.raw"] == str(engine_root / "data" / "raw")
     assert run.data.tags["data_fingerprint"] == fingerprint(bars)
@@ -49,7 +49,7 @@ def test_multirun_jobs_share_one_experiment(run_engine, engine_root: Path) -> No
                check=True)
     runs = _runs(engine_root)
     assert len(runs) == 2
-    assert {r.data.metrics["rows"] for r in runs} == {1440.0, 2880.0}
+    assert {r.data.metrics["prepare/rows"] for r in runs} == {1440.0, 2880.0}
     assert len({r.data.tags["sweep_dir"] for r in runs}) == 1
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.config.validate import validate
+from engine.tracking.mlflow import metric_key
 from tests.tasks.conftest import Store
 
 # what a train job used to print that a user can do nothing about
@@ -41,12 +42,12 @@ def test_a_net_trains_quietly_and_its_run_folder_holds_everything(run_engine, st
     metrics = json.loads((folder / "metrics.json").read_text())
     (run,) = store.runs("dnn_1m")
     for key in ("test_accuracy", "test_sharpe", "val_f1", "n_test"):
-        assert metrics[key] == pytest.approx(run.data.metrics[key])
-    assert {"plots/confusion_matrix_test.png", "plots/equity_curve_test.png", "report/dataset.json",
+        assert metrics[key] == pytest.approx(run.data.metrics[metric_key(key)])
+    assert {"confusion_matrix_test.png", "equity_curve_test.png", "report/dataset.json",
             "report/backtest_test.csv"} <= {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     assert json.loads((folder / "tags.json").read_text())["model_path"].endswith("pipeline.zip")
     # the equity curve is a stepped metric (the compare view overlays runs); the folder keeps it as CSV
-    history = store.client.get_metric_history(run.info.run_id, "test_equity_curve")
+    history = store.client.get_metric_history(run.info.run_id, "test/equity_curve")
     assert len(history) > 10 and history[0].value == pytest.approx(1.0)
     assert (folder / "metrics" / "test_equity_curve.csv").read_text().startswith("step,value\n0,")
     # MLflow pages worth opening: the data as a dataset, a described experiment, named models, no class paths
@@ -70,14 +71,14 @@ def test_tracking_off_keeps_plots_metrics_and_shap_in_the_run_folder(compose_job
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     for plot in ("confusion_matrix_test", "feature_importance_test", "equity_curve_test"):
-        assert (folder / "plots" / f"{plot}.png").stat().st_size > 5_000
+        assert (folder / f"{plot}.png").stat().st_size > 5_000
 
     ecfg = compose_job([*overrides, "task=explain", "task.max_samples=40", "task.top_k=5"])
     validate(ecfg)
     explain.run(ecfg)
     table = (folder / "report" / "shap_test.csv").read_text().splitlines()
     top = table[1].split(",")[0]
-    assert (folder / "plots" / "shap_summary_test.png").stat().st_size > 5_000
+    assert (folder / "shap_summary_test.png").stat().st_size > 5_000
     printed = capsys.readouterr().err
     assert "mean |SHAP|" in printed and top in printed  # the results are printed, not only written
 

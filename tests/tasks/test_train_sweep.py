@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.tracking.mlflow import metric_key
 from tests.tasks.conftest import Store
 
 SWEPT = ("model.params.max_depth", "model.params.learning_rate", "model.params.n_estimators",
@@ -39,5 +40,5 @@ def test_two_trial_optuna_sweep_lands_in_one_experiment(run_engine, engine_root:
     # the sweeper optimised the metric the train task returned (task.objective)
     result = yaml.safe_load((engine_root / "sweep" / "optimization_results.yaml").read_text())
     objective = "val_sharpe"
-    best = max(r.data.metrics[objective] for r in runs)
+    best = max(r.data.metrics[metric_key(objective)] for r in runs)
     assert result["best_value"] == pytest.approx(best)

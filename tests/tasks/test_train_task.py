@@ -19,6 +19,7 @@ from rich.console import Console
 from engine.cli import CONF_DIR
 from engine.config.validate import validate
 from engine.errors import ConfigError
+from engine.tracking.mlflow import flat_metrics
 from tests.tasks.conftest import Store
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -32,7 +33,7 @@ FAST = ["smoke=true", "task.log_model=false"]
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_f1", "test_log_loss", "test_total_return",
            "test_sharpe", "test_max_drawdown", "test_hit_rate", "test_turnover", "test_n_trades", "val_f1",
            "val_sharpe", "n_train", "n_test")
-PLOTS = {"plots/confusion_matrix_test.png", "plots/feature_importance_test.png", "plots/equity_curve_test.png"}
+PLOTS = {"confusion_matrix_test.png", "feature_importance_test.png", "equity_curve_test.png"}
 
 
 def test_every_experiment_is_covered() -> None:
@@ -55,7 +56,7 @@ def _check_run(store: Store, cfg: DictConfig, metrics: dict[str, float] | None =
 
     (run,) = [r for r in store.runs(str(cfg.tracking.experiment)) if r.data.tags.get("task") == "train"]
     assert run.info.status == "FINISHED"
-    logged = run.data.metrics
+    logged = flat_metrics(run.data.metrics)  # MLflow groups them: val/sharpe, test/f1, ...
     for key in METRICS:
         assert key in logged, f"{key} not logged"
         if metrics is not None:
@@ -91,8 +92,8 @@ def test_lstm_5m_smoke_through_the_cli(run_engine, compose, store: Store, engine
     run = _check_run(store, cfg)
     assert cfg.task.bar_size == "M5" and run.data.params["model.type"] == "lstm"
     # smoke caps the epochs at task.smoke_max_epochs; Lightning logged into the same run
-    assert run.data.metrics["fit_epochs_run"] <= cfg.task.smoke_max_epochs
-    assert "val_loss" in run.data.metrics
+    assert run.data.metrics["fit/epochs_run"] <= cfg.task.smoke_max_epochs
+    assert "val/loss" in run.data.metrics and "train/loss" in run.data.metrics
     # the MLflow model flavour serves the same probabilities as the saved artifact
     (logged_model,) = store.client.search_logged_models([run.info.experiment_id])
     assert logged_model.source_run_id == run.info.run_id
@@ -138,7 +139,7 @@ def test_explain_logs_a_shap_summary_of_the_saved_model(compose_job, store: Stor
     assert out["n_explained"] == 40
     (run,) = [r for r in store.runs(str(cfg.tracking.experiment)) if r.data.tags.get("task") == "explain"]
     assert run.info.status == "FINISHED"
-    assert {"plots/shap_summary_test.png", "report/shap_test.csv"} <= store.artifacts(run.info.run_id)
+    assert {"shap_summary_test.png", "report/shap_test.csv"} <= store.artifacts(run.info.run_id)
     table = store.text(run.info.run_id, "report/shap_test.csv").splitlines()
     from engine.models.pipeline import MLPipeline
 

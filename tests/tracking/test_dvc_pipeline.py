@@ -75,7 +75,7 @@ def test_train_tags_the_dvc_version_of_the_features_it_read_and_the_git_commit(
     assert tags["dvc_data_path"] == "data/features" and tags["dvc_data_md5"] == features_out["md5"]
     assert tags["dvc_data_recorded_in"] == "dvc.lock:features" and tags["dvc_data_modified"] == "false"
     assert tags["git_commit"] == git_commit(PROJECT) and len(tags["git_commit"].split("-")[0]) == 40
-    assert run.data.metrics["test_accuracy"] == json.loads((repo / "metrics" / "train.json").read_text())[
+    assert run.data.metrics["test/accuracy"] == json.loads((repo / "metrics" / "train.json").read_text())[
         "test_accuracy"]
 
 

@@ -13,7 +13,7 @@ from types import ModuleType
 
 GROUP_MODULES: tuple[str, ...] = (
     "paths", "source", "storage", "tracking", "task", "secrets", "connector", "cleaner", "features", "labels",
-    "model", "trainer", "backtest", "risk", "sweep",
+    "model", "trainer", "callbacks", "backtest", "risk", "sweep",
 )
 
 

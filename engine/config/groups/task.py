@@ -159,6 +159,9 @@ class LiveTaskConfig:
     max_signal_age: float | None = bounded(None, ge=0.0)  # seconds a closed bar may still trade; null = half a bar
     flatten_on_stop: bool = False
     heartbeat_seconds: float = bounded(10.0, gt=0.0)
+    # A closed position whose closing deals are not all in the broker's history blocks entries until booked;
+    # after this long (broker time) an ERROR names the operator's settle command, and again every as long.
+    unsettled_alarm_seconds: float = bounded(900.0, gt=0.0)
     max_bars: int | None = bounded(None, ge=1)  # end by itself after this many bars
     smoke_bars: int = bounded(300, ge=1)  # smoke=true: bars replayed, as fast as possible
     audit_fsync: bool = True  # the write-ahead of an order request is on disk before the order leaves

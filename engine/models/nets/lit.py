@@ -18,11 +18,13 @@ from torch.nn import functional
 
 
 class LitClassifier(lightning.LightningModule):
-    def __init__(self, network: nn.Module, learning_rate: float = 1e-3, weight_decay: float = 0.0) -> None:
+    def __init__(self, network: nn.Module, learning_rate: float = 1e-3, weight_decay: float = 0.0, *,
+                 recipe: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.network = network
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.recipe = recipe  # what the network was built from; stored in every checkpoint (resume checks it)
         self._train_loss = torch.zeros(())
         self._train_n = 0
         self._val_loss = torch.zeros(())
@@ -71,6 +73,10 @@ class LitClassifier(lightning.LightningModule):
         total = strategy.reduce(loss_sum.detach().clone(), reduce_op="sum")
         n = strategy.reduce(torch.tensor(float(count), device=loss_sum.device), reduce_op="sum")
         return total, float(n)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.recipe is not None:
+            checkpoint["engine"] = self.recipe
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

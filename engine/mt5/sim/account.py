@@ -62,6 +62,9 @@ class Account:
         self.pending: dict[int, PendingOrder] = {}
         self.history_orders: list[dict[str, Any]] = []
         self.deals: list[dict[str, Any]] = []
+        # Fault hook (engine.mt5.sim.faults.Faults.deal_delay): seconds a new deal stays out of the history.
+        self.deal_delay: Callable[[dict[str, Any]], float] | None = None
+        self._listed_from: dict[int, float] = {}  # deal ticket -> server time it appears in the history
 
     # -- views ---------------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -83,7 +86,9 @@ class Account:
 
     def deals_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         lo, hi = contract.epoch_s(start), contract.epoch_s(end)
-        return [dict(d) for d in self.deals if lo <= d["time"] <= hi]
+        now = self.now() if self._listed_from else 0
+        return [dict(d) for d in self.deals
+                if lo <= d["time"] <= hi and self._listed_from.get(d["ticket"], 0) <= now]
 
     def orders_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         lo, hi = contract.epoch_s(start), contract.epoch_s(end)
@@ -135,6 +140,9 @@ class Account:
                            "entry": entry, "magic": magic, "position_id": position_id, "volume": volume,
                            "price": price, "commission": commission, "swap": 0.0, "profit": round(profit, 2),
                            "fee": 0.0, "symbol": self.settings.symbol, "comment": comment})
+        delay = self.deal_delay(self.deals[-1]) if self.deal_delay is not None else 0.0
+        if delay > 0:
+            self._listed_from[ticket] = when + delay
         return ticket
 
     def record_order(self, o: PendingOrder) -> None:

@@ -40,6 +40,7 @@ class Simulator:
             bars, ticks = market_data(self.settings)
         self.market = SimMarket(bars, self.settings, ticks=ticks)
         self.faults = Faults(self.settings)
+        self.market.account.deal_delay = self.faults.deal_delay
         self.server = ContractServer(self.market, api_key=api_key, host=host, port=port,
                                      max_bars=self.settings.max_bars, hooks=self.faults)
 

@@ -5,7 +5,9 @@ one-shot faults: ``fail_next``/``drop_next``/``garble_next``/``stall_next``/``tr
 requests (on ``only_route`` when set) fail before execution, execute and vanish, execute and come back as an
 HTML page, execute and hold the answer for ``stall_seconds`` (past a client's read timeout) before dropping
 it, or execute and send the answer one byte every ``trickle_interval`` seconds (every read gets data in
-time, the whole answer never does).
+time, the whole answer never does). ``delay_deals_next`` makes the next N closing deals reach the deal
+history only ``delay_deals_seconds`` (server time) after they happen, as a terminal's history can lag behind
+its positions: the position is gone, its closing deal not listed yet.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from engine.mt5.sim.settings import SimSettings
 
+DEAL_ENTRY_OUT = 1  # a deal closing a position
 LATENCY_LIMIT_S = 30.0  # injected latency never hangs a test run longer than this
 
 
@@ -32,6 +35,8 @@ class Faults:
         self.stall_seconds = 1.0
         self.trickle_next = 0
         self.trickle_interval = 0.4
+        self.delay_deals_next = 0
+        self.delay_deals_seconds = 120.0
         self.only_route: str | None = None
         self._rng = random.Random(self.settings.seed)
         self._lock = threading.Lock()
@@ -40,7 +45,8 @@ class Faults:
         s = self.settings
         return (f"Faults(error_rate={s.error_rate}, latency_ms={s.latency_ms}, drop_rate={s.drop_rate}, "
                 f"fail_next={self.fail_next}, drop_next={self.drop_next}, garble_next={self.garble_next}, "
-                f"stall_next={self.stall_next}, trickle_next={self.trickle_next}, only_route={self.only_route!r})")
+                f"stall_next={self.stall_next}, trickle_next={self.trickle_next}, "
+                f"delay_deals_next={self.delay_deals_next}, only_route={self.only_route!r})")
 
     def _applies(self, route: str) -> bool:
         return self.only_route is None or self.only_route == route
@@ -88,6 +94,15 @@ class Faults:
                 return None
             self.trickle_next -= 1
             return self.trickle_interval
+
+    def deal_delay(self, deal: dict[str, Any]) -> float:
+        """Seconds a deal just booked stays out of the history (the market's hook; ``only_route`` aside: every
+        history read lags alike)."""
+        with self._lock:
+            if self.delay_deals_next <= 0 or deal.get("entry") != DEAL_ENTRY_OUT:
+                return 0.0
+            self.delay_deals_next -= 1
+            return max(0.0, float(self.delay_deals_seconds))
 
     def may_block(self) -> bool:
         """Whether a request may sleep here (latency, a stalled answer): then it runs off the event loop."""
