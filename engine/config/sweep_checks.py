@@ -106,7 +106,7 @@ def check_search(cfg: DictConfig, choice: str | None, keys: Iterable[str], compo
             raise ConfigError(name, f"needs task=train with {wanted} (task={task or '?'} is selected); {fix}")
         model = OmegaConf.select(cfg, "model.type", default="none")
         if families:  # else no model has these keys: a typo, refused below with the nearest names
-                raise ConfigError(name, f"searches {', '.join(missing)}, which model={model} does not have (a "
+            raise ConfigError(name, f"searches {', '.join(missing)}, which model={model} does not have (a "
                                     f"search for {wanted}); {fix}")
     groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {})
     for key in keys:

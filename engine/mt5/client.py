@@ -98,7 +98,6 @@ class MT5RestClient(OrderRoutes):
         self.max_bars = int(max_bars)
         self._dialect = dialect
         self._offset = None if server_time_offset_hours is None else pd.Timedelta(hours=server_time_offset_hours)
-        self._specs: dict[str, tuple[float, dict[str, Any]]] = {}  # symbol -> (read at, symbol_info)
         super().__init__()
 
     def __repr__(self) -> str:

@@ -47,6 +47,7 @@ class OrderRoutes:
     def __init__(self) -> None:
         # comment of a close sent to the quant-server bridge -> (position, its exit deals before the send)
         self._close_marks: dict[str, tuple[int, int]] = {}
+        self._specs: dict[str, tuple[float, dict[str, Any]]] = {}  # symbol -> (read at, symbol_info)
         self._order_guard: RiskCheck | None = None
 
     # -- the risk gate -----------------------------------------------------------------------------------
@@ -138,7 +139,15 @@ class OrderRoutes:
             raise missing_route("POST /order with a position (a close)", "; use close_position")
         if not is_market(numeric) and self.dialect == QUANT_SERVER:
             raise missing_route("POST /order with a pending order or a cancel", " (it places market orders only)")
-        return self._post("/order", numeric, idempotency_key)
+        result = self._post("/order", numeric, idempotency_key)
+        if result.get("retcode") in (contract.RETCODE_INVALID_VOLUME, contract.RETCODE_INVALID_PRICE):
+            # the broker may have changed the symbol's contract: send_order's next checks read it afresh
+            self.forget_symbol_spec(str(numeric.get("symbol", "")))
+        return result
+
+    def forget_symbol_spec(self, symbol: str) -> None:
+        """Drop the remembered contract of ``symbol`` (MT5RestClient.symbol_spec reads it again)."""
+        self._specs.pop(symbol, None)
 
     @property
     def idempotent_orders(self) -> bool:

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from engine.config import PROJECT_ROOT
 from engine.config.build import build
-from engine.redact import install_log_redaction, redact_mapping
+from engine.redact import install_log_redaction, mask_override, redact_mapping
 from engine.sources.base import BarSource
 from engine.storage.base import Store
 from engine.tasks.console import configure_logging, job_label
@@ -78,15 +78,7 @@ def run_name(cfg: DictConfig) -> str:
         overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
     except ValueError:  # not inside a Hydra app (compose API in tests)
         overrides = []
-    return ",".join(_mask_override(o) for o in overrides) if overrides else str(cfg.task.name)
-
-
-def _mask_override(override: str) -> str:
-    """``storage.password=hunter2`` typed on the command line must not become a run name shown to everyone."""
-    key, sep, value = override.partition("=")
-    if not sep:
-        return override
-    return f"{key}={redact_mapping({key.lstrip('+~'): value})[key.lstrip('+~')]}"
+    return ",".join(mask_override(o) for o in overrides) if overrides else str(cfg.task.name)
 
 
 def _hydra_tags() -> dict[str, str]:
@@ -114,7 +106,10 @@ def job_run(cfg: DictConfig, tags: Mapping[str, Any] | None = None) -> Iterator[
     )
     all_tags = {"task": cfg.task.name, "git_commit": git_commit(PROJECT_ROOT), **_hydra_tags(), **trial_tags(cfg),
                 _RUN_NOTE: _run_description(cfg), **(tags or {})}
-    yaml = OmegaConf.to_yaml(cfg, resolve=False) if cfg.tracking.log_config else None
+    # secret-looking keys masked by name too: a literal typed in a job another process launched (joblib, Ray)
+    # was never remembered as a secret there
+    yaml = OmegaConf.to_yaml(OmegaConf.create(redact_mapping(OmegaConf.to_container(cfg, resolve=False)))) \
+        if cfg.tracking.log_config else None
     configure_logging(job_label())
     # what the run logs is also kept in the Hydra run folder, so tracking=off loses nothing but the UI
     # the user's choices: a component's class path (``_target_``) is the config's business, not a parameter

@@ -25,6 +25,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from engine.redact import mask_override, redact_text
+
 FILES = ("sweep_summary.md", "sweep_summary.csv", "sweep_summary.html")
 _LOWER_IS_BETTER = ("log_loss", "loss", "max_drawdown", "max_drawdown_days", "costs_paid", "turnover", "seconds")
 
@@ -102,7 +104,8 @@ def _finite(value: Any) -> float | None:
 def trial_from_job(job: Job, objective: str | None, *, number: int | None = None, value: Any = None,
                    status: str | None = None, overrides: tuple[str, ...] | None = None) -> Trial:
     """A row from a job folder; the Optuna sweeper passes what the study knows (number, value, state)."""
-    shown = overrides if overrides is not None else tuple(o for o in job.overrides if not o.startswith("sweep."))
+    given = overrides if overrides is not None else tuple(o for o in job.overrides if not o.startswith("sweep."))
+    shown = tuple(mask_override(o) for o in given)  # the table is printed, written and logged
     if value is None and objective is not None:
         value = job.metrics.get(objective)
     done = job.run.get("status") or ("FINISHED" if job.metrics else "FAILED")
@@ -245,7 +248,8 @@ def conclude(summary: Summary, sweep_dir: Path, parent: Any | None, *, register_
     try:
         registered = register(best.logged_model, register_as, alias=alias, tracking_uri=tracking_uri)
     except Exception as exc:
-        console.print(f"[red]could not register trial {best.number}'s model as {register_as}[/]: {exc}")
+        console.print(f"[red]could not register trial {best.number}'s model as {register_as}[/]: "
+                      f"{redact_text(str(exc))}")
         raise
     if parent is not None:
         parent.set_tags({"registered_model": registered.uri, "registered_version": registered.version})

@@ -53,9 +53,6 @@ class PrepareTrackingStore(Callback):
         log.info("MLflow store ready for the sweep")
 
 
-summary_failed = False  # set when a sweep's summary or registration failed (engine.cli exits 1)
-
-
 class SummarizeSweep(Callback):
     """A basic sweep of task=train: a parent MLflow run at the start, the summary table at the end.
 
@@ -83,7 +80,9 @@ class SummarizeSweep(Callback):
             settings = TrackingSettings(enabled=True, uri=str(config.tracking.uri),
                                         experiment=str(config.tracking.experiment),
                                         artifact_root=config.tracking.artifact_root)
-            overrides = " ".join(str(o) for o in config.hydra.overrides.task)
+            from engine.redact import mask_override
+
+            overrides = " ".join(mask_override(str(o)) for o in config.hydra.overrides.task)
             parent = SweepRun.create(settings, f"sweep {sweep_dir.name}",
                                      tags={"sweep_role": "parent", "sweep_dir": str(sweep_dir), "task": "train"},
                                      params={"sweep.overrides": overrides, "sweep.objective": task.get("objective")})
@@ -91,26 +90,24 @@ class SummarizeSweep(Callback):
             (sweep_dir / PARENT_FILE).write_text(json.dumps({"run_id": parent.run_id}) + "\n", encoding="utf-8")
             self._state["parent"] = parent
             log.info("MLflow run %s is the sweep's parent run", parent.run_id)
-        atexit.register(self._end, "FAILED")
+        atexit.register(self._end, "FAILED", at_exit=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED")
 
-    def _end(self, status: str) -> None:
+    def _end(self, status: str, *, at_exit: bool = False) -> None:
         state, self._state = self._state, None
         if state is None:
             return  # not a sweep this callback summarises, or summarised already
         from engine.tasks.sweep_summary import basic_summary, conclude
 
-        parent = state["parent"]
+        parent, summarised = state["parent"], False
         try:
             summary = basic_summary(state["sweep_dir"], state["objective"])
             conclude(summary, state["sweep_dir"], parent, register_as=state["register_as"] if status == "FINISHED"
                      else None, alias=state["alias"], tracking_uri=state["uri"])
+            summarised = True
         except Exception as exc:
-            # Hydra turns a callback's exception into a warning and exits 0; engine.cli reads this instead
-            global summary_failed
-            summary_failed = True
             status = "FAILED"
             from engine.redact import redact_text
 
@@ -118,6 +115,11 @@ class SummarizeSweep(Callback):
         finally:
             if parent is not None:
                 parent.close(status)
+        if not summarised and not at_exit:
+            # Hydra turns a callback's exception into a warning and exits 0; SystemExit is not an Exception and
+            # passes through, so a script chaining the sweep and its registration sees the failure (at exit, after a
+            # failed job, that job's exit status already says so)
+            raise SystemExit(1)
 
 
 def sweep_parent(sweep_dir: str | Path) -> str | None:
@@ -173,8 +175,8 @@ def summarize_study(config: DictConfig, study: Any, sweep_dir: Path, parent: Any
                             tags.get("model_path"), tags.get("logged_model")))
     summary = Summary(objective, study.direction.name == "MAXIMIZE", trials)
     return conclude(summary, sweep_dir, parent, register_as=config.task.get("register_as") if finished else None,
-             alias=config.task.get("register_alias"),
-             tracking_uri=str(config.tracking.uri) if config.tracking.enabled else None)
+                    alias=config.task.get("register_alias"),
+                    tracking_uri=str(config.tracking.uri) if config.tracking.enabled else None)
 
 
 def _target_name(node: Any) -> str:

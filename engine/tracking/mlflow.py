@@ -268,7 +268,7 @@ def git_commit(root: Path) -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def _experiment_id(client: Any, settings: TrackingSettings) -> str:
+def experiment_id(client: Any, settings: TrackingSettings) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(settings.experiment)
@@ -310,7 +310,7 @@ def start_run(settings: TrackingSettings, *, params: Mapping[str, Any], tags: Ma
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.uri)
-    exp_id = _experiment_id(client, settings)
+    exp_id = experiment_id(client, settings)
     name = redact_text(settings.run_name) if settings.run_name else None
     created = client.create_run(exp_id, run_name=name)
     run = Run(client, created.info.run_id, settings.uri, local_dir, settings.metric_group)

@@ -123,7 +123,7 @@ class StudyRun(SweepRun):
         from engine.redact import redact_mapping
 
         # the job runs' own helper: the same experiment, created once however many processes race for it
-        from engine.tracking.mlflow import _experiment_id as experiment_id
+        from engine.tracking.mlflow import experiment_id
 
         client = MlflowClient(tracking_uri=settings.uri)
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)

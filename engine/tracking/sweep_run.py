@@ -30,7 +30,7 @@ class SweepRun:
         """A new RUNNING parent run in ``settings.experiment`` (created if missing)."""
         from mlflow.tracking import MlflowClient
 
-        from engine.tracking.mlflow import _experiment_id as experiment_id
+        from engine.tracking.mlflow import experiment_id
 
         client = MlflowClient(tracking_uri=settings.uri)
         run = client.create_run(experiment_id(client, settings), run_name=redact_text(name),

@@ -126,6 +126,8 @@ class Resume:
     # Positions that vanished but whose closing deals the risk store had not taken yet: settled again. (Which
     # deals are booked is the risk state's to say, not the trail's: both are written in one step there.)
     unsettled: dict[int, int] = field(default_factory=dict)
+    # Orders of unknown fate whose hold the risk store had not taken (key -> note): held again on restart.
+    unheld_orders: dict[str, str] = field(default_factory=dict)
 
 
 class AuditLog:
@@ -171,6 +173,7 @@ class AuditLog:
         if reconcile is not None:
             out.unsettled = {int(k): int(v) for k, v in (reconcile.detail.get("unsettled") or {}).items()}
             out.tickets = {int(k): int(v) for k, v in (reconcile.detail.get("tickets") or {}).items()} | out.unsettled
+            out.unheld_orders = {str(k): str(v) for k, v in (reconcile.detail.get("unheld_orders") or {}).items()}
         since = min((r.seq for r in (done, reconcile) if r is not None), default=-1)
         answered: set[str] = set()
         requests: dict[str, dict[str, Any]] = {}

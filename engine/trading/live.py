@@ -178,6 +178,7 @@ class LiveLoop:
         resume = self.audit.resume()
         self.stopped, self.tickets = resume.stopped, dict(resume.tickets)
         self.settlement.unsettled = dict(resume.unsettled)
+        self.orders.unheld = dict(resume.unheld_orders)
         history = self.feed.closed_bars(self.settings.warmup)
         if not len(history):
             raise EngineError("the feed has no closed bars to warm up from")
@@ -288,13 +289,13 @@ class LiveLoop:
             self.stats.errors += 1
             self.state = "degraded"
             self.audit.add("reconcile", at, why="step failed", error=f"{type(exc).__name__}: {exc}",
-                           tickets={str(t): s for t, s in self.tickets.items()})
+                           tickets={str(t): s for t, s in self.tickets.items()}, **self.orders.describe())
             log.error("step of bar %s failed: %s", when, exc)
         self.audit.add("bar_done", at, seconds=self.timer() - self._t0)
         self.audit.flush()
 
     def _decide_and_trade(self, at: dt.datetime, atr: float, fresh: bool) -> None:
-        if self.risk.unresolved_orders():  # an order of unknown fate blocks entries: look for it first
+        if self.risk.unresolved_orders() or self.orders.unheld:  # an order of unknown fate blocks entries
             self.orders.recheck(at)
         self._stops(self.settlement.recheck(at))  # so does a closed position not booked yet
         x = self.features.model_input()
@@ -347,7 +348,8 @@ class LiveLoop:
             self._stops(self.settlement.settle(at, vanished, self.holding))
         self.tickets = {**current.tickets, **self.settlement.unsettled}
         self.holding = current
-        self.audit.add("reconcile", at, why=why, **current.describe(), **self.settlement.describe())
+        self.audit.add("reconcile", at, why=why, **current.describe(), **self.settlement.describe(),
+                       **self.orders.describe())
         return current
 
     def _stops(self, closed: list[Closed]) -> None:

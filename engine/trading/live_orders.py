@@ -103,6 +103,9 @@ class OrderDesk:
         self.decision = decision
         self.on_sent = on_sent or (lambda: None)
         self.counts = {"orders": 0, "orders_failed": 0, "orders_unknown": 0, "risk_refusals": 0}
+        # Orders of unknown fate whose hold the risk store has not taken yet (key -> note): shown in every
+        # reconcile record, so a restart holds them again instead of trusting an unwritten hold.
+        self.unheld: dict[str, str] = {}
 
     # -- entries ---------------------------------------------------------------------------------------------
     def open(self, bar_time: dt.datetime, side: int, strength: float, atr: float) -> bool:
@@ -214,13 +217,26 @@ class OrderDesk:
     # -- orders of unknown fate, restarts -------------------------------------------------------------------------
     def _hold(self, bar_time: dt.datetime, key: str, error: str) -> None:
         self.counts["orders_unknown"] += 1
-        held = self.risk.hold_order(key, f"no answer for the order of {bar_time.isoformat()} ({error})")
+        when = "a previous run" if bar_time is None else bar_time.isoformat()
+        held = self._hold_in_store(key, f"no answer for the order of {when} ({error})")
         self.audit.add("risk_refusal", bar_time, side=0, volume=0.0, unknown_order=key, persisted=held,
                        reason=f"order {key}: fate UNKNOWN ({error}); new entries are blocked until it is found at "
                               f"the broker or an operator clears it")
         log.error("ORDER FATE UNKNOWN %s (%s): new entries are blocked until a later look finds it at the broker, "
                   "or after checking the terminal: python -m engine.risk_cli clear-order --key %s --order '%s' "
                   "--by NAME", key, error, self.session, key)
+
+    def _hold_in_store(self, key: str, note: str) -> bool:
+        held = self.risk.hold_order(key, note)
+        if held:
+            self.unheld.pop(key, None)
+        else:
+            self.unheld[key] = note
+        return held
+
+    def describe(self) -> dict[str, Any]:
+        """What the reconcile record shows of the orders whose hold is not stored yet."""
+        return {"unheld_orders": dict(self.unheld)} if self.unheld else {}
 
     def _look(self, key: str) -> Mapping[str, Any] | None:
         """The broker's record of the order sent under ``key`` (an open, or the close of the position its key
@@ -243,7 +259,10 @@ class OrderDesk:
                            deal=result.deal, order=result.order, reconciled=True)
 
     def recheck(self, bar_time: dt.datetime | None) -> None:
-        """Look again for this session's orders of unknown fate; lift the block of each one found."""
+        """Look again for this session's orders of unknown fate; lift the block of each one found. A hold the
+        store has not taken yet (or that a previous run never wrote) is written again first."""
+        for key, note in list(self.unheld.items()):
+            self._hold_in_store(key, note)
         for key in [k for k in self.risk.unresolved_orders() if k.startswith(f"{self.session}/")]:
             try:
                 found = self._look(key)
@@ -254,12 +273,15 @@ class OrderDesk:
                 continue  # not found is not "not executed" here: the block stays until found or cleared
             self._found(bar_time, key, found, resolved=True)
             self.risk.release_order(key)
+            self.unheld.pop(key, None)
             log.warning("order %s of unknown fate found at the broker; its block on new entries is lifted", key)
 
     def resolve(self, request: Mapping[str, Any]) -> None:
         """Settle an order request that a killed process never heard back about: look for it at the broker
-        (magic + comment, and the position for a close) and record what became of it. Never resend it; when
-        the broker cannot be read, the order's fate is unknown and new entries wait for it (:meth:`recheck`)."""
+        (magic + comment, and the position for a close) and record what became of it. Never resend it. Not
+        found is not "not executed" (a request cut off mid-send may still reach the broker, and a process
+        restarted at once looks before it does), so then, as when the broker cannot be read, its fate is
+        unknown and new entries wait for it (:meth:`recheck` every bar, or an operator's ``clear-order``)."""
         key, bar_time = str(request["key"]), request.get("bar_time")
         try:
             found = self._look(key)
@@ -269,8 +291,10 @@ class OrderDesk:
             self._hold(bar_time, key, f"no answer before a restart and the broker cannot be read: {exc}")
             return
         if found is None:
-            self.audit.add("order_answer", bar_time, key=key, success=False, reconciled=True,
-                           error="no trace at the broker after a restart: the request was not executed")
+            error = "no trace at the broker after a restart (not found is not 'not executed')"
+            self.audit.add("order_answer", bar_time, key=key, success=False, unknown=True, reconciled=True,
+                           error=error)
+            self._hold(bar_time, key, error)
             return
         self._found(bar_time, key, found, side=request.get("side"))
 

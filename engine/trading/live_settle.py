@@ -8,7 +8,8 @@ MT5's deal history can lag behind its positions: a position may be gone before i
 Such a position is *unsettled*: held in the risk state (``RiskManager.hold_position``: persisted, so a restart
 and every other process reading the state know it), which puts the RiskManager in REDUCING (new entries are
 refused, exits and reduce-only orders pass), since its loss is missing from the balances the limits are
-checked on. Every bar its closing deals are looked for again, from its open time when known; once found they
+checked on. Every bar its closing deals are looked for again, from its open time when known (at most
+``OPENED_LOOKBACK`` back, else ``SETTLE_LOOKBACK``); once found they
 are booked and the position released in one write. A position closed in pieces (partial closes, a stop-out
 filled in parts) may be gone with only some of its closing deals listed: those are booked (each once, by its
 ticket) and the position stays held until the closing volume covers its size (its opening deals' volume, else
@@ -31,7 +32,7 @@ from engine.errors import EngineError
 from engine.trading.audit import AuditLog
 from engine.trading.live_orders import LiveBroker, RiskGate
 from engine.trading.positions import Closed, Holding, closed_positions, records
-from engine.trading.risk_rules import SETTLE_LOOKBACK
+from engine.trading.risk_rules import OPENED_LOOKBACK, SETTLE_LOOKBACK
 from engine.trading.risk_state import UnsettledPosition
 from engine.trading.sizing import VOLUME_EPS
 
@@ -71,8 +72,12 @@ class Settlement:
         """Book the positions of ``vanished`` (ticket -> side) that were open at the last look (``last``);
         returns the ones a stop closed, seen for the first time (they set the loop's decision state)."""
         now = self.now()
-        deals = self.broker.history_deals(now - SETTLE_LOOKBACK, now + DEAL_MARGIN, symbol=self.symbol)
         held = self.risk.unsettled_positions()
+        # back to the earliest open time known too: partial closes long before the position vanished count
+        opened = [pd.Timestamp(t) for t in (*(last.opened.get(k) for k in vanished),
+                                             *(held[k].opened for k in vanished if k in held)) if t is not None]
+        start = max(min([now - SETTLE_LOOKBACK, *(t - DEAL_MARGIN for t in opened)]), now - OPENED_LOOKBACK)
+        deals = self.broker.history_deals(start, now + DEAL_MARGIN, symbol=self.symbol)
         stops = []
         for closed in closed_positions(vanished, records(deals)):
             item = held.get(closed.ticket) or UnsettledPosition(
@@ -217,12 +222,12 @@ class Settlement:
 
 
 def _look_from(item: UnsettledPosition) -> pd.Timestamp:
-    """Where the look for a position's closing deals starts: its open time when known, never further back
-    than SETTLE_LOOKBACK before it was found gone."""
-    floor = pd.Timestamp(item.since) - SETTLE_LOOKBACK
+    """Where the look for a position's closing deals starts: its open time when known (never further back
+    than OPENED_LOOKBACK before it was found gone), else SETTLE_LOOKBACK before that."""
+    since = pd.Timestamp(item.since)
     if item.opened is None:
-        return floor
-    return max(floor, pd.Timestamp(item.opened) - DEAL_MARGIN)
+        return since - SETTLE_LOOKBACK
+    return max(since - OPENED_LOOKBACK, pd.Timestamp(item.opened) - DEAL_MARGIN)
 
 
 __all__ = ["DEAL_MARGIN", "Settlement"]

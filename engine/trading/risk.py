@@ -54,7 +54,7 @@ class _Change:
     at: dt.datetime
     apply: Callable[[RiskState], RiskState]
     profit: float = 0.0
-    deals: frozenset[int] = frozenset()
+    booking: tuple[Any, ...] | None = None  # (deals, position, keep) of a book_deals change
 
 
 @dataclass(frozen=True)
@@ -236,13 +236,15 @@ class RiskManager(OperatorActions):
             return state
 
         with self._lock:
-            deals = frozenset(asked)
-            if any(c.deals == deals for c in self._pending):  # already waiting for the store: retry, not twice
+            # The same booking already waiting for the store: retry it, not twice. Only the same call matches:
+            # a full booking (position=) of deals whose partial one (keep=) waits still has to release it.
+            booking = (frozenset(asked), position, keep)
+            if any(c.booking == booking for c in self._pending):
                 try:
                     return Booking((), 0.0, self._sync(lambda s: s)[1] is None)
                 except view.Unreadable:
                     return Booking((), 0.0, False)
-            problem = self._change(_Change(at, apply, sum(asked.values()), deals), f"deals {sorted(asked)}")
+            problem = self._change(_Change(at, apply, sum(asked.values()), booking), f"deals {sorted(asked)}")
         return Booking(tuple(sorted(booked)), sum(booked.values()), problem is None)
 
     def hold_order(self, key: str, note: str) -> bool:

@@ -41,10 +41,14 @@ _BOUND_CHECKS = {"gt": (operator.gt, ">"), "ge": (operator.ge, ">="), "lt": (ope
 RESET_HINT = "an operator resets it with `python -m engine.risk_cli reset --by NAME`"
 CLEAR_HINT = "`python -m engine.risk_cli clear-order --order KEY --by NAME` clears it once checked"
 SETTLE_HINT = "`python -m engine.risk_cli settle --position TICKET --profit X --by NAME` books it once checked"
-# How long a booked deal's ticket is remembered. A settlement reads at most SETTLE_LOOKBACK of deal history,
-# and a deal is booked after it happened, so a ticket booked longer ago than that can never come back.
+# The deal history a settlement reads: at least the last SETTLE_LOOKBACK, and back to the open time of the
+# positions it settles (partial closes long before they vanished), never more than OPENED_LOOKBACK back.
 SETTLE_LOOKBACK = dt.timedelta(days=30)
-BOOKED_RETENTION = SETTLE_LOOKBACK + dt.timedelta(days=5)
+OPENED_LOOKBACK = dt.timedelta(days=90)
+# How long a booked deal's ticket is remembered: a deal is booked after it happened and a look reads at most
+# OPENED_LOOKBACK back (from when the position was found gone, for one held unsettled: see _remember), so a
+# ticket booked longer ago than that can never come back.
+BOOKED_RETENTION = OPENED_LOOKBACK + dt.timedelta(days=5)
 
 
 @dataclass(frozen=True)
@@ -272,9 +276,15 @@ def _by_hand(position: int) -> int:
     return -abs(int(position))
 
 
-def _remember(state: RiskState, tickets: Iterable[int], now: dt.datetime) -> RiskState:
-    kept = [(t, at) for t, at in state.booked if at >= now - BOOKED_RETENTION]
-    return replace(state, booked=tuple(sorted(kept + [(int(t), now) for t in tickets])))
+def _remember(state: RiskState, tickets: Iterable[int], now: dt.datetime, prune: bool = True) -> RiskState:
+    """Add ``tickets`` booked at ``now``; forget those booked BOOKED_RETENTION before ``now``, or before the
+    oldest unsettled position was found gone: a look for its closing deals reads from up to OPENED_LOOKBACK
+    before that, however long it stays unsettled, and may list the deals of it booked in part."""
+    kept = state.booked
+    if prune:
+        horizon = min([now, *(u.since for u in state.unsettled)]) - BOOKED_RETENTION
+        kept = tuple((t, at) for t, at in kept if at >= horizon)
+    return replace(state, booked=tuple(sorted([*kept, *((int(t), now) for t in tickets)])))
 
 
 def _without(state: RiskState, position: int, now: dt.datetime) -> RiskState:
@@ -300,7 +310,9 @@ def settle_by_hand(state: RiskState, position: int, profit: float, now: dt.datet
     if not math.isfinite(profit):
         raise ValueError(f"profit must be a finite number, got {profit!r}")
     state = _add(roll_day(_without(state, position, now), now, limits), profit, now)
-    return replace(_remember(state, [_by_hand(position)], now), changed_by=by, changed_at=now)
+    # No pruning here: ``now`` is the operator's wall clock, while the engine stamps its bookings with its own
+    # (broker time in a replay); the engine's next booking prunes on its clock.
+    return replace(_remember(state, [_by_hand(position)], now, prune=False), changed_by=by, changed_at=now)
 
 
 def hold_order(state: RiskState, key: str, note: str, now: dt.datetime) -> RiskState:

@@ -92,7 +92,8 @@ class RiskState:
     changed_at: dt.datetime | None = None
     version: int = 0
     # Closing deals booked into the balances above: (deal ticket, when booked), by ticket; pruned by age
-    # (engine.trading.risk_rules.BOOKED_RETENTION) beyond any history window a settlement reads.
+    # (engine.trading.risk_rules.BOOKED_RETENTION) beyond any history window a settlement reads, counted from
+    # when the oldest unsettled position was found gone while one is.
     booked: tuple[tuple[int, dt.datetime], ...] = ()
     # Orders whose fate is unknown (a lost answer nobody could reconcile): (order key, what is known).
     unresolved: tuple[tuple[str, str], ...] = ()
@@ -154,8 +155,7 @@ class RiskState:
 
 def booked_from(raw: Any) -> tuple[tuple[int, dt.datetime], ...]:
     """``[[ticket, iso time], ...]`` (JSON, JSONB) as the state's sorted ``booked``; None (an older record) is ()."""
-    pairs = [(int(ticket), _aware(at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(str(at))))
-             for ticket, at in (raw or ())]
+    pairs = [(int(ticket), _when(at)) for ticket, at in (raw or ())]
     return tuple(sorted(pairs))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from engine.storage.risk_state import JsonFileRiskStore
 from engine.trading.execution import close_position, send_order
 from tests.live.conftest import Rig
 from tests.live.test_booking_and_unknown_orders import QUIET, risk_stores  # noqa: F401 - a fixture
@@ -104,3 +105,25 @@ def test_a_restart_while_a_position_is_partly_booked_books_the_rest_once(
     booked = [r.detail["booked_deals"] for r in again.records("fill") if r.detail.get("ticket") == ticket]
     assert [b for b in booked if b] == [[int(first["ticket"])], [int(second["ticket"])]]  # the trail of both
     assert again.risk.can_open_position("BTCUSD", 0.1, side="buy")["allowed"] is True
+
+
+def test_a_partial_close_long_before_the_position_vanishes_is_booked_with_the_rest(
+        make_rig: Callable[..., Rig], tmp_path: Path) -> None:
+    """The look for a vanished position's closing deals reaches back to its open time, not only 30 days: a part
+    closed 35 days before the rest is booked with it (and the opening deal gives the size to compare with)."""
+    path = tmp_path / "risk" / "state.json"
+    rig = make_rig(decision=QUIET, max_bars=None, risk_store=JsonFileRiskStore(path), session="old")
+    balance = rig.risk.get_risk_metrics()["last_balance"]
+    assert send_order("BTCUSD", 0.2, "buy", client=rig.client, magic=rig.loop.settings.magic)["success"]
+    ticket = int(rig.client.positions("BTCUSD")["ticket"].iloc[0])
+    rig.loop.start()
+    rig.simulator.advance(3)
+    assert close_position(rig.client, ticket, 0.1, magic=777, comment="manual part").retcode == DONE
+    rig.loop.reconcile(rig.loop.last_time.to_pydatetime(), why="look")  # the loop sees it open, 0.1 lots now
+    assert rig.simulator.advance(35 * 24 * 60) == 35 * 24 * 60
+    assert close_position(rig.client, ticket, magic=777, comment="manual rest").retcode == DONE
+    first, second = [d for d in rig.simulator.market.account.deals if d["position_id"] == ticket and d["entry"] == 1]
+    _bar(rig)  # gone: both closing deals booked, once, and the position settled
+    state = JsonFileRiskStore(path).load("old")
+    assert state.booked_deals == {int(first["ticket"]), int(second["ticket"])}, "the early partial close was missed"
+    assert state.unsettled == () and state.last_balance == pytest.approx(balance + _net(first) + _net(second))

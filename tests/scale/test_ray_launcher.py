@@ -57,7 +57,12 @@ def test_multirun_and_optuna_sweep_run_on_the_ray_cluster(ray_cluster: RayCluste
     root.mkdir()
     store = Store(root)
     _engine(ray_cluster, root, "--multirun", *FAST, "model.params.max_depth=2,3,4,5", f"hydra.sweep.dir={root}/grid")
-    grid = store.runs("xgb_1m")
+    every = store.runs("xgb_1m")
+    parent, = (r for r in every if r.data.tags.get("sweep_role") == "parent")  # the grid's own parent run
+    grid = [r for r in every if r is not parent]
+    # the jobs ran in Ray workers (other processes) and still became the parent run's children
+    assert {r.data.tags.get("mlflow.parentRunId") for r in grid} == {parent.info.run_id}
+    assert (root / "grid" / "sweep_summary.csv").is_file() and parent.info.status == "FINISHED"
     _check_trials(store, "xgb_1m", grid, _ray_jobs(ray_cluster), root)
     assert sorted(r.data.params["model.params.max_depth"] for r in grid) == ["2", "3", "4", "5"]
 

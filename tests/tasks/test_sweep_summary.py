@@ -91,11 +91,9 @@ def test_optuna_sweep_table_names_runs_and_registers_the_best_trial(run_engine, 
 
 
 def test_a_summary_that_fails_fails_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Hydra turns an exception in a multirun callback into a warning and exits 0; engine exits 1 instead, so a
-    script chaining a sweep and its registration sees that the best model was not registered."""
-    import sys
-
-    import engine.cli as cli
+    """Hydra turns an exception in a multirun callback into a warning and exits 0; the callback raises SystemExit
+    (not an Exception, so Hydra lets it through): a script chaining a sweep and its registration sees that the
+    best model was not registered."""
     import engine.tasks.sweep_summary as sweep_summary
     import engine.tasks.sweeps as sweeps
 
@@ -106,10 +104,7 @@ def test_a_summary_that_fails_fails_the_command(monkeypatch: pytest.MonkeyPatch,
     callback._state = {"sweep_dir": tmp_path, "objective": "val_sharpe", "parent": None, "register_as": "best",
                        "alias": "champion", "uri": None}
     monkeypatch.setattr(sweep_summary, "basic_summary", unreadable)
-    monkeypatch.setattr(sweeps, "summary_failed", False)
-    monkeypatch.setattr(cli, "_preflight", lambda args: None)
-    monkeypatch.setattr(cli, "_app", lambda args: callback.on_multirun_end(config=None))
-    monkeypatch.setattr(sys, "argv", ["engine", "--multirun", "task=train"])
     with pytest.raises(SystemExit) as stopped:
-        cli.main()
-    assert stopped.value.code == 1 and sweeps.summary_failed
+        callback.on_multirun_end(config=None)
+    assert stopped.value.code == 1 and not isinstance(stopped.value, Exception)
+    callback.on_multirun_end(config=None)  # summarised (or failed) once: a second end does nothing

@@ -171,6 +171,9 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
                        r.data.tags.get("mlflow.note.content", "")) for r in found]
     keys = equity_metric(client, runs[0].run_id, list(runs[0].metrics))
     assert keys == equity_metric(client, runs[1].run_id, list(runs[1].metrics))
+    assert keys.startswith("test/"), keys  # metrics grouped by span: the UI's "test" section
+    for r in found:  # params are the user's values: no component class paths
+        assert r.data.params and not [k for k in r.data.params if k.endswith("_target_")], sorted(r.data.params)
     return Experiment(root, exp.experiment_id, exp.tags.get("mlflow.note.content", ""), runs, keys)
 
 
@@ -288,6 +291,7 @@ def test_run_page_shows_metrics_with_values_and_the_dataset(page: Any, server: s
     page.goto(run_url(server, experiment, run))
     with screenshot(page, "run_overview"):
         expect(page.get_by_text(f"Metrics ({len(run.metrics)})", exact=True)).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^Parameters \(\d+\)$")).first).to_be_visible()
         expect(page.get_by_text(run.name).first).to_be_visible()
         assert run.datasets, "the run logged no dataset"
         assert run.description.startswith("task=train: model "), run.description
@@ -388,8 +392,8 @@ def test_equity_curves_of_both_runs_overlay(page: Any, server: str, experiment: 
     page.goto(f"{server}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART")
     page.get_by_placeholder("Search metric charts").fill("equity")
     with screenshot(page, "compare_equity_chart_view"):
-        if experiment.description:  # the experiment's description heads its runs page
-            expect(page.get_by_text(experiment.description[:40], exact=False).first).to_be_visible()
+        assert experiment.description, "the experiment has no description"
+        expect(page.get_by_text(experiment.description[:40], exact=False).first).to_be_visible()
         card = page.locator("[data-testid='experiment-view-compare-runs-card']")
         expect(card).to_have_count(1)  # the search left the equity chart alone
         expect(card).to_contain_text(key[:12])

@@ -1,5 +1,6 @@
 """send_order reads a symbol's contract once a minute, not once per order (one round trip fewer), and a
-stale copy can only get an order refused by the server, never placed outside the live contract."""
+stale copy can only get an order refused by the server, never placed outside the live contract; the refusal
+drops the copy."""
 
 from __future__ import annotations
 
@@ -42,5 +43,11 @@ def test_a_contract_changed_since_it_was_read_gets_the_order_refused_not_placed(
     market.settings = market.account.settings = market.dealer.settings = changed
     result = send_order("BTCUSD", 0.05, "buy", client=client)
     assert result["success"] is False and "10014" in result["error"], result
+    # the refusal dropped the remembered contract: the next order is checked against the new one, client-side
+    posts = simulator.server.stats.handled("POST", "/order")
+    again = send_order("BTCUSD", 0.05, "buy", client=client)
+    assert again["success"] is False and "0.02" in again["error"] and "10014" not in again["error"], again
+    assert simulator.server.stats.handled("POST", "/order") == posts
+    assert simulator.server.stats.handled("GET", "/symbol_info") == 2
     assert [p["volume"] for p in market.positions(None)] == [0.01]
     assert len(market.history_deals(datetime(1970, 1, 2), datetime(2100, 1, 1))) == 1
