@@ -178,11 +178,13 @@ class Summary:
                 f"<p>{html.escape(self.caption())}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n")
 
     def table(self) -> Table:
+        """The terminal's table: run ids cut to 8 characters and no model column, so it fits 80 columns (the
+        files and the best-trial line below it carry both in full)."""
         table = Table(title=self.caption(), title_justify="left")
-        for name in self.header():
-            table.add_column(name, overflow="fold")
+        for name in self.header()[:-1]:
+            table.add_column(name, overflow="fold", no_wrap=name in ("run id", "status"))
         for row in self.rows():
-            table.add_row(*row, style="bold green" if row[0] else None)
+            table.add_row(*row[:5], row[5][:8], style="bold green" if row[0] else None)
         return table
 
 
@@ -203,6 +205,8 @@ def show(summary: Summary, console: Console | None = None) -> None:
     best = summary.best()
     if best is not None and best.run_id:
         console.print(f"best trial {best.number}: {summary.objective}={best.value:.6g}, MLflow run {best.run_id}")
+    if best is not None and best.model_path:
+        console.print(f"best model: {best.model_path}")
 
 
 def basic_summary(sweep_dir: Path, objective: str | None) -> Summary:
