@@ -110,6 +110,26 @@ def _app(args: list[str]) -> None:
     task_main()
 
 
+def _each_value(args: list[str]) -> list[str]:
+    """``args`` plus one ``key=value`` per value of each sweep (``storage.password=a,b``): Hydra prints each job's
+    own value, which the typed list as a whole would not mask."""
+    out = list(args)
+    if not any("," in a or "(" in a for a in args):
+        return out
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+        try:
+            (override,) = parser.parse_overrides([arg])
+            if override.is_sweep_override():
+                key = override.get_key_element()
+                out += [f"{key}={value}" for value in override.sweep_string_iterator()]
+        except Exception:  # malformed or continuous (interval) sweeps: Hydra itself reports them
+            continue
+    return out
+
+
 def main() -> None:
     args = sys.argv[1:]
     if any(a in ("-v", "--verbose") for a in args):
@@ -121,6 +141,6 @@ def main() -> None:
         return
     from engine.redact import protect_overrides
 
-    protect_overrides(args)  # a password typed on the command line is masked in every line printed from here on
+    protect_overrides(_each_value(args))  # a password typed as an override is masked in every line from here on
     _preflight(args)
     _app(args)

@@ -36,8 +36,11 @@ MASK = "***"
 MIN_LENGTH = 4
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api_?key|private_?key|credential|aes_?key)$", re.I)
 _REFERENCE = re.compile(r"^\$\{secret:[^}]*\}$")
-# scheme://user:PASSWORD@host: the password up to the last "@" before the host (it may itself hold "@" or ":")
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/]*(?=@[^\s@/]*(?:[/:?#\s]|$))")
+# scheme://user:PASSWORD@host. The password may hold "/", "?" or "#" (database URLs accept them), so a
+# query such as "host:8080?q=a@b" is masked too: masking too much is the safe side. Bounded scheme, a user
+# part without "$" (an interpolation such as ${oc.env:U}:${oc.env:P}@db is not a password), no backtracking
+# blow-up on long lines.
+_URL_PASSWORD = re.compile(r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/:@$]*:)(?P<pw>[^\s@]+)@")
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None  # all of _known, longest first; rebuilt after a change
 _lock = threading.Lock()
@@ -105,7 +108,7 @@ def redact_text(text: str) -> str:
     if not isinstance(text, str):
         return text
     if "://" in text and "@" in text:  # cheap test first: most log lines have no URL with credentials
-        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)
+        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}@", text)
     if not _known:
         return text
     # One compiled alternation, read without the lock on the fast path (bench/redact.py).
@@ -125,15 +128,19 @@ def mask_override(override: str) -> str:
 
 def protect_overrides(args: Iterable[str]) -> None:
     """Remember the literal value of every secret-looking key typed as an override (``storage.password=hunter2``)
-    and, when there is one, mask secrets in logging and the standard streams from now on. Hydra logs and
-    launches overrides as typed (a multirun's ``#0 : ...`` lines), so this runs before Hydra does; a
-    ``${secret:name}`` reference is not a secret and stays as it is."""
+    and every URL password in any override (``tracking.uri=postgresql://u:pw@db/x``) and, when there is one,
+    mask secrets in logging and the standard streams from now on. Hydra logs and launches overrides as typed
+    (a multirun's ``#0 : ...`` lines), so this runs before Hydra does. A sweep must come in one ``key=value`` per
+    swept value (engine.cli expands them); a ``${secret:name}`` reference is not a secret and stays as it is."""
     found = False
     for arg in args:
         key, sep, value = arg.partition("=")
         value = value.strip("'\"")
         if sep and value and is_secret_key(key.lstrip("+~")) and not _REFERENCE.match(value):
             remember(value)
+            found = True
+        for match in _URL_PASSWORD.finditer(value if sep else arg):
+            remember(match["pw"])
             found = True
     if found:
         protect_process()

@@ -140,7 +140,7 @@ class OrderRoutes:
         if not is_market(numeric) and self.dialect == QUANT_SERVER:
             raise missing_route("POST /order with a pending order or a cancel", " (it places market orders only)")
         result = self._post("/order", numeric, idempotency_key)
-        if result.get("retcode") in (contract.RETCODE_INVALID_VOLUME, contract.RETCODE_INVALID_PRICE):
+        if str(result.get("retcode")) in (str(contract.RETCODE_INVALID_VOLUME), str(contract.RETCODE_INVALID_PRICE)):
             # the broker may have changed the symbol's contract: send_order's next checks read it afresh
             self.forget_symbol_spec(str(numeric.get("symbol", "")))
         return result

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.redact import mask_override, redact_text
@@ -206,7 +207,7 @@ def show(summary: Summary, console: Console | None = None) -> None:
     if best is not None and best.run_id:
         console.print(f"best trial {best.number}: {summary.objective}={best.value:.6g}, MLflow run {best.run_id}")
     if best is not None and best.model_path:
-        console.print(f"best model: {best.model_path}")
+        console.print(f"best model: {best.model_path}", markup=False)
 
 
 def basic_summary(sweep_dir: Path, objective: str | None) -> Summary:
@@ -232,7 +233,7 @@ def conclude(summary: Summary, sweep_dir: Path, parent: Any | None, *, register_
     console = console or Console(stderr=True, soft_wrap=True)
     files = write(summary, sweep_dir)
     show(summary, console)
-    console.print(f"[dim]summary: {files[0]} (also .csv, .html)[/]")
+    console.print(f"[dim]summary: {escape(str(files[0]))} (also .csv, .html)[/]")
     best = summary.best()
     if parent is not None:
         parent.adopt(t.run_id for t in summary.trials if t.run_id)

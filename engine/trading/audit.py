@@ -182,6 +182,10 @@ class AuditLog:
                 requests[str(record.detail["key"])] = {**record.detail, "bar_time": record.bar_time}
             elif record.kind == "order_answer":
                 answered.add(str(record.detail.get("key")))
+            elif (record.kind == "risk_refusal" and record.detail.get("unknown_order")
+                  and record.detail.get("persisted") is False and (reconcile is None or record.seq > reconcile.seq)):
+                # a hold the store refused, and no reconcile record since to carry it: the process died between
+                out.unheld_orders[str(record.detail["unknown_order"])] = str(record.detail.get("reason", ""))
         out.in_flight = [req for key, req in requests.items() if key not in answered]
         return out
 

@@ -74,6 +74,27 @@ def size_lots(mode: int, equity: float, strength: float, entry: float, stop: flo
 
 
 @njit(cache=True, nogil=True)
+def record_exit(k: int, j: int, price: float, reason: int, held: int, lots: float, entry_cost: float,
+                value_per_price: float, cost_rate: float, bar_cost: float, bar_traded: float, t_entry_px: np.ndarray,
+                t_exit: np.ndarray, t_exit_px: np.ndarray, t_pnl: np.ndarray, t_cost: np.ndarray,
+                t_reason: np.ndarray) -> tuple:
+    """Close trade ``k`` (``held`` x ``lots``) at ``price`` on bar ``j``: the one place a signal exit, a stop
+    and the final liquidation are booked, so the three are costed alike.
+
+    Writes the trade's exit columns and returns the bar's ``(cost, traded notional)`` with this fill added,
+    and the trade count after it (``k + 1``). The mark-to-market pnl of the bar stays with the caller: a
+    signal exit at the open has none left, a stop books it up to the stop price, the last bar marked it already.
+    """
+    notional = lots * value_per_price * price
+    t_exit[k] = j
+    t_exit_px[k] = price
+    t_pnl[k] = held * lots * (price - t_entry_px[k]) * value_per_price
+    t_cost[k] = entry_cost + cost_rate * notional
+    t_reason[k] = reason
+    return bar_cost + cost_rate * notional, bar_traded + notional, k + 1
+
+
+@njit(cache=True, nogil=True)
 def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, closes: np.ndarray,
              sl_distance: np.ndarray, tp_distance: np.ndarray, mode: int, sizing: np.ndarray, decimals: int,
              initial_equity: float, cost_rate: float, has_sl: bool, has_tp: bool) -> tuple:
@@ -118,15 +139,9 @@ def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.
         if j > 0:
             close_held, open_side, stopped = decide(held, signal[j - 1], stopped)
             if close_held:
-                notional = lots * value_per_price * price
-                bar_cost += cost_rate * notional
-                bar_traded += notional
-                t_exit[n_trades] = j
-                t_exit_px[n_trades] = price
-                t_pnl[n_trades] = held * lots * (price - t_entry_px[n_trades]) * value_per_price
-                t_cost[n_trades] = entry_cost + cost_rate * notional
-                t_reason[n_trades] = EXIT_SIGNAL
-                n_trades += 1
+                bar_cost, bar_traded, n_trades = record_exit(
+                    n_trades, j, price, EXIT_SIGNAL, held, lots, entry_cost, value_per_price, cost_rate, bar_cost,
+                    bar_traded, t_entry_px, t_exit, t_exit_px, t_pnl, t_cost, t_reason)
                 held = 0
             if open_side != 0:
                 sl, tp = stop_levels(open_side, price, sl_distance[j - 1], tp_distance[j - 1])
@@ -153,15 +168,9 @@ def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.
             reason, exit_px = exit_on_bar(held, opens[j], highs[j], lows[j], sl, tp)
             if reason >= 0:
                 bar_pnl += held * lots * (exit_px - mark) * value_per_price
-                notional = lots * value_per_price * exit_px
-                bar_cost += cost_rate * notional
-                bar_traded += notional
-                t_exit[n_trades] = j
-                t_exit_px[n_trades] = exit_px
-                t_pnl[n_trades] = held * lots * (exit_px - t_entry_px[n_trades]) * value_per_price
-                t_cost[n_trades] = entry_cost + cost_rate * notional
-                t_reason[n_trades] = reason
-                n_trades += 1
+                bar_cost, bar_traded, n_trades = record_exit(
+                    n_trades, j, exit_px, reason, held, lots, entry_cost, value_per_price, cost_rate, bar_cost,
+                    bar_traded, t_entry_px, t_exit, t_exit_px, t_pnl, t_cost, t_reason)
                 stopped = held
                 held = 0
         if held != 0:
@@ -169,15 +178,9 @@ def simulate(signal: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.
             bar_pnl += held * lots * (nxt - mark) * value_per_price
             mark = nxt
             if j + 1 == n:  # liquidate at the last close, and pay for it
-                notional = lots * value_per_price * nxt
-                bar_cost += cost_rate * notional
-                bar_traded += notional
-                t_exit[n_trades] = j
-                t_exit_px[n_trades] = nxt
-                t_pnl[n_trades] = held * lots * (nxt - t_entry_px[n_trades]) * value_per_price
-                t_cost[n_trades] = entry_cost + cost_rate * notional
-                t_reason[n_trades] = EXIT_END
-                n_trades += 1
+                bar_cost, bar_traded, n_trades = record_exit(
+                    n_trades, j, nxt, EXIT_END, held, lots, entry_cost, value_per_price, cost_rate, bar_cost,
+                    bar_traded, t_entry_px, t_exit, t_exit_px, t_pnl, t_cost, t_reason)
                 held = 0
         pnl[j] = bar_pnl
         cost[j] = bar_cost

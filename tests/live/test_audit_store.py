@@ -80,6 +80,21 @@ def test_the_trail_tells_a_restart_what_was_in_flight(store: Any) -> None:
     assert resume.stopped == 0 and resume.tickets == {8: 1}
 
 
+def test_a_hold_the_risk_store_refused_is_held_again_when_no_reconcile_carried_it(store: Any) -> None:
+    log = AuditLog(store, "s4")
+    log.add("reconcile", _bar(0), why="start", side=0, tickets={})
+    log.add("bar_done", _bar(0))
+    log.add("order_request", _bar(1), key="k1", action="open", side=1)
+    log.add("order_answer", _bar(1), key="k1", success=False, unknown=True)
+    log.add("risk_refusal", _bar(1), side=0, volume=0.0, unknown_order="k1", persisted=False, reason="fate UNKNOWN")
+    log.add("risk_refusal", _bar(1), side=0, volume=0.0, unknown_order="k0", persisted=True, reason="stored")
+    log.flush()  # killed before the bar's reconcile record: the refused hold is only in the trail
+    assert AuditLog(store, "s4").resume().unheld_orders == {"k1": "fate UNKNOWN"}
+    log.add("reconcile", _bar(1), why="after open", side=0, tickets={})  # the hold went in (no unheld_orders)
+    log.flush()
+    assert AuditLog(store, "s4").resume().unheld_orders == {}
+
+
 def test_a_failed_append_keeps_the_records_for_the_next_flush(tmp_path: Path) -> None:
     class Flaky(ParquetAuditStore):
         fail = True
