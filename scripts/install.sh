@@ -38,29 +38,27 @@ if (( with_test )); then
   .venv-ray/bin/python -m pip install -q -c constraints-ray.txt -e '.[ray]'
 fi
 
+apt_updated=0
+# apt_install PACKAGE: quietly, as root or through sudo, the package index refreshed once per run.
+# Returns 1 where there is no apt-get (macOS): the caller says what to do instead.
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  local sudo=""; (( EUID == 0 )) || sudo="sudo"
+  (( apt_updated )) || { $sudo apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
 if (( with_test )); then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
-    if command -v apt-get >/dev/null; then
-      sudo=""; (( EUID == 0 )) || sudo="sudo"
-      $sudo apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
-    else
+    apt_install postgresql || {
       echo "PostgreSQL server binaries (initdb, pg_ctl) not found. On macOS: brew install postgresql@15" >&2
       exit 1
-    fi
+    }
   fi
-fi
-if (( with_test )); then
   # Debian's Chromium for the MLflow UI browser test (Playwright drives it by path): Playwright's own
   # `playwright install` downloads a browser build from outside the package registries, which fails offline.
   if [[ ! -x /usr/bin/chromium ]]; then
-    if command -v apt-get >/dev/null; then
-      sudo=""; (( EUID == 0 )) || sudo="sudo"
-      $sudo apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-    else
-      echo "Chromium not found at /usr/bin/chromium; the MLflow UI browser test will skip" >&2
-    fi
+    apt_install chromium || echo "Chromium not found at /usr/bin/chromium; the MLflow UI browser test will skip" >&2
   fi
 fi
 if (( with_test )); then

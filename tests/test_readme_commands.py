@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.scale.services import free_port, start, stop, wait_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 ENGINE = ".venv/bin/python -m engine"
@@ -58,14 +58,6 @@ def ensure_model(root: Path, experiment: str) -> None:
     """The saved model a command reads, trained by its own README command when an earlier test did not."""
     if not saved(root, experiment).is_file():
         engine(root, [f"+experiment={experiment}", "smoke=true", "trainer.max_epochs=1", "task.report=[]"])
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def check_help(root: Path, args: list[str]) -> None:
@@ -108,7 +100,7 @@ def check_live_until_ctrl_c(root: Path, args: list[str]) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "engine", *args, "tracking=off"], cwd=root, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: "Ctrl-C" in log.read_text() or proc.poll() is not None, 300, "the live loop to start")
+        wait_until(lambda: "Ctrl-C" in log.read_text(), 300, "the live loop to start", proc, log)
         assert proc.poll() is None, f"task=live ended by itself:\n{log.read_text()[-3000:]}"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
@@ -145,27 +137,20 @@ def check_cfg(root: Path, args: list[str]) -> None:
 
 
 def check_mlflow_ui(root: Path, line: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = [*shlex.split(line), "--host", "127.0.0.1", "--port", str(port)]
     args[0] = str(PROJECT / args[0])
-    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = root / "mlflow-ui.log"
+    proc = start(args, log, cwd=root)
 
     def page() -> bool:
-        assert proc.poll() is None, "mlflow ui exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                return response.status == 200 and b"MLflow" in response.read()
-        except OSError:
-            return False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.status == 200 and b"MLflow" in response.read()
 
     try:
-        wait_for(page, 120, "mlflow ui to answer")
+        wait_until(page, 120, "mlflow ui to answer", proc, log)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and the workers it started
-        proc.wait(timeout=30)
+        stop(proc)  # its own session: the server and the workers it started
 
 
 CHECKS: dict[str, Callable[[Path, list[str]], None]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -32,6 +33,18 @@ def _missing(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason}; CI installs and runs it (scripts/install.sh --test)", pytrace=False)
     pytest.skip(reason)
+
+
+def completed_study(runs_of: Any, experiment: str, n_trials: int) -> tuple[Any, list[Any]]:
+    """(the Optuna study's parent run, its trial runs) in ``experiment``, checked: every trial is a child of the
+    study's run, trials 0..n-1 each once, all COMPLETE."""
+    every = runs_of.runs(experiment)
+    (study,) = (r for r in every if r.data.tags.get("optuna_role") == "study")
+    trials = [r for r in every if r is not study]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {study.info.run_id}
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(n_trials))
+    assert {r.data.tags["optuna_state"] for r in trials} == {"COMPLETE"}
+    return study, trials
 
 
 def create_database(pg: PgServer, name: str) -> str:

@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.pgcluster import PgServer
-from tests.scale.conftest import create_database
+from tests.scale.conftest import completed_study, create_database
 from tests.tasks.conftest import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -53,12 +53,7 @@ def test_two_sweepers_contribute_to_one_study_in_postgres(pg: PgServer, engine_r
     study = optuna.load_study(study_name="shared", storage=url)
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3] and {t.state for t in trials} == {TrialState.COMPLETE}
-    every = store.runs("xgb_1m")
-    parent, = (r for r in every if r.data.tags.get("optuna_role") == "study")
-    children = [r for r in every if r is not parent]
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    assert sorted(r.data.tags["optuna_trial"] for r in children) == ["0", "1", "2", "3"]
-    assert {r.data.tags["optuna_state"] for r in children} == {"COMPLETE"}
+    parent, children = completed_study(store, "xgb_1m", 4)
     # each sweeper ran two of the four trials, the two at the same time; each trial its own model
     by_sweep = {d: [r for r in children if r.data.tags["sweep_dir"] == d] for d in {r.data.tags["sweep_dir"] for r in children}}
     assert sorted(len(v) for v in by_sweep.values()) == [2, 2]

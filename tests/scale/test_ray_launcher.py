@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.scale.conftest import completed_study
 from tests.scale.services import RAY_VENV_BIN, RayCluster
 from tests.tasks.conftest import Store
 
@@ -69,11 +70,6 @@ def test_multirun_and_optuna_sweep_run_on_the_ray_cluster(ray_cluster: RayCluste
     # the Optuna sweeper hands its batches to the same launcher
     _engine(ray_cluster, root, *FAST, "hparams_search=xgb_optuna", "hydra.sweeper.n_trials=4",
             "tracking.experiment=xgb_optuna_ray", f"hydra.sweep.dir={root}/optuna")
-    every = store.runs("xgb_optuna_ray")
-    study, = (r for r in every if r.data.tags.get("optuna_role") == "study")
-    trials = [r for r in every if r is not study]
-    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {study.info.run_id}
-    assert sorted(r.data.tags["optuna_trial"] for r in trials) == ["0", "1", "2", "3"]
-    assert {r.data.tags["optuna_state"] for r in trials} == {"COMPLETE"}
+    study, trials = completed_study(store, "xgb_optuna_ray", 4)
     _check_trials(store, "xgb_optuna_ray", trials, _ray_jobs(ray_cluster), root)
     assert study.info.status == "FINISHED" and study.data.metrics["sweep/n_complete"] == 4

@@ -23,15 +23,12 @@ import math
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, in_ci
+from tests.scale.services import VENV_BIN, free_port, start, stop, wait_until
 
 CHROMIUM = Path(os.environ.get("ENGINE_CHROMIUM", "/usr/bin/chromium"))
 # What worked on an offline machine as root: no sandbox (root), no GPU, and none of Chromium's own
@@ -88,20 +86,6 @@ def require_browser() -> None:
         if in_ci():
             pytest.fail(f"{reason}; CI must run it", pytrace=False)
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def js_number(value: float) -> str:
@@ -181,35 +165,21 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
 def server(experiment: Experiment) -> Iterator[str]:
     """The venv's ``mlflow server`` on the experiment's stores; stopped (with its workers) afterwards."""
     port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    log = (experiment.root / "mlflow-server.log").open("w")
-    proc = subprocess.Popen(
-        [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{experiment.root}/mlflow.db",
-         "--default-artifact-root", str(experiment.root / "mlartifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        cwd=experiment.root, env={**os.environ, **QUIET_ENV}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    log = experiment.root / "mlflow-server.log"
+    proc = start([str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{experiment.root}/mlflow.db",
+                  "--default-artifact-root", str(experiment.root / "mlartifacts"), "--host", "127.0.0.1",
+                  "--port", str(port), "--workers", "1"], log, env=QUIET_ENV, cwd=experiment.root)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
-        assert proc.poll() is None, f"mlflow server exited:\n{(experiment.root / 'mlflow-server.log').read_text()}"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
 
     try:
-        wait_for(healthy, 60, "mlflow server /health")
+        wait_until(healthy, 60, "mlflow server /health", proc, log)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and the workers it started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        stop(proc)  # its own session: the server and the workers it started
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +247,7 @@ def expect_curves(chart: Any, count: int) -> None:
     """``chart`` (a Plotly chart) draws ``count`` different line curves, each with many points. (The metric
     page draws each run's line twice, a hover layer over the visible one: distinct paths are counted.)"""
     lines = chart.locator(".scatterlayer .trace path.js-line")
-    wait_for(lambda: lines.count() >= count, UI_TIMEOUT_MS / 1000, f"{count} line traces")
+    wait_until(lambda: lines.count() >= count, UI_TIMEOUT_MS / 1000, f"{count} line traces")
     paths = {lines.nth(i).get_attribute("d") or "" for i in range(lines.count())}
     curves = {d for d in paths if d.count("L") > 10}
     assert len(curves) == count, f"{len(curves)} distinct curves drawn, expected {count}"
@@ -346,7 +316,7 @@ def test_artifacts_view_renders_every_plot(page: Any, server: str, experiment: E
                 return bool(img.evaluate("e => e.complete && e.naturalWidth > 0")) and img.get_attribute(
                     "src") not in shown
 
-            wait_for(loaded, UI_TIMEOUT_MS / 1000, f"{plot} to load as an image")
+            wait_until(loaded, UI_TIMEOUT_MS / 1000, f"{plot} to load as an image")
             shown.add(image.get_attribute("src") or "")
             assert image.evaluate("e => e.naturalWidth") > 200, f"{plot} rendered as a tiny image"
 
