@@ -244,9 +244,10 @@ class LocalRecord:
         self._write("run.json", {"run_id": run_id, "experiment_id": experiment_id, "status": status})
 
     def _write(self, name: str, body: Mapping[str, Any]) -> None:
-        # replaced atomically: a reader (dvc, a user's script) never sees half a file
+        # replaced atomically: a reader (dvc, a user's script) never sees half a file. The temp name is the
+        # process's own: two jobs started in the same second share Hydra's default run folder
         target = self.path(name)
-        tmp = target.with_name(f".{name}.tmp")
+        tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(dict(sorted(body.items())), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, target)
 
