@@ -55,11 +55,21 @@ def write_artifact(path: str | Path, manifest: Mapping[str, Any], payload_name: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    # members dated by the manifest's creation time, not the clock: every copy of one fitted model is the same file
+    when = _zip_time(manifest.get("created_at"))
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(MANIFEST, json.dumps(dict(manifest), indent=2, default=str))
-        zf.writestr(payload_name, payload)
+        for name, body in ((MANIFEST, json.dumps(dict(manifest), indent=2, default=str)), (payload_name, payload)):
+            zf.writestr(zipfile.ZipInfo(name, date_time=when), body, compress_type=zipfile.ZIP_DEFLATED)
     tmp.replace(path)
     return path
+
+
+def _zip_time(created_at: Any) -> tuple[int, int, int, int, int, int]:
+    try:
+        moment = datetime.fromisoformat(str(created_at))
+    except ValueError:
+        moment = datetime.now(UTC)
+    return (max(moment.year, 1980), moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
 
 def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:

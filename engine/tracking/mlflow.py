@@ -275,7 +275,12 @@ def experiment_id(client: Any, settings: TrackingSettings) -> str:
     exp = client.get_experiment_by_name(settings.experiment)
     if exp is not None:
         if settings.description and not exp.tags.get(_NOTE):
-            client.set_experiment_tag(exp.experiment_id, _NOTE, redact_text(settings.description))
+            try:
+                client.set_experiment_tag(exp.experiment_id, _NOTE, redact_text(settings.description))
+            except MlflowException:
+                # parallel jobs describe a new experiment at the same moment and a database store refuses the
+                # second insert of the tag (the first job's description stands): not a reason to fail a job
+                log.info("experiment %r: description set by another job", settings.experiment)
         return exp.experiment_id
     location = None
     if settings.artifact_root:

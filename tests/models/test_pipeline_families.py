@@ -137,3 +137,17 @@ def test_torch_threads_apply_to_training_only(bars):
     pipe.fit(bars.X[:300], bars.y[:300], callbacks=[ThreadProbe()])
     assert seen == [target]
     assert torch.get_num_threads() == before
+
+
+def test_every_copy_of_one_fitted_model_is_the_same_file(family_inputs, small_params, quick, tmp_path, monkeypatch):
+    """The run's own file and its "latest" copy are saved moments apart; neither the manifest nor the zip
+    members may carry the moment of saving (an hour later here), only the fit's."""
+    import time
+
+    X, y, kw = family_inputs("random_forest")
+    pipe = MLPipeline("random_forest", small_params["random_forest"], trainer=quick, seed=3)
+    pipe.fit(X, y, val_split=0.25, **kw)
+    first = pipe.save_copy(tmp_path / "run" / "pipeline.zip").read_bytes()
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert pipe.save(tmp_path / "latest" / "pipeline.zip").read_bytes() == first
